@@ -1,0 +1,40 @@
+"""jumpsearch: macro-architecture search over JumpNet CNNs, ranked in an Optuna study.
+
+Example:
+    >>> from jumpsearch import build_model, canonical_config, count_params
+    >>> config = canonical_config("jumpnet_seed_cifar")
+    >>> count_params(config)  # trainable weights, known before anything is built
+    810714
+"""
+
+from jumpsearch.canonical import canonical_config
+from jumpsearch.config import Candidate, DataConfig, JumpNetConfig, ModelConfig, TrainingConfig
+from jumpsearch.counting import count_flops, count_params
+from jumpsearch.data import Dataset, load_dataset
+from jumpsearch.errors import ConfigError, JumpsearchError
+from jumpsearch.models import build_model
+from jumpsearch.results import load_study, pareto_front
+from jumpsearch.space import SearchSpace, load_space
+from jumpsearch.study import create_study, run_search
+
+__all__ = [
+    "Candidate",
+    "ConfigError",
+    "DataConfig",
+    "Dataset",
+    "JumpNetConfig",
+    "JumpsearchError",
+    "ModelConfig",
+    "SearchSpace",
+    "TrainingConfig",
+    "build_model",
+    "canonical_config",
+    "count_flops",
+    "count_params",
+    "create_study",
+    "load_dataset",
+    "load_space",
+    "load_study",
+    "pareto_front",
+    "run_search",
+]

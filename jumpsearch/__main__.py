@@ -1,0 +1,5 @@
+import sys
+
+from jumpsearch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,76 @@
+import optuna
+import pytest
+
+from conftest import ROOT
+from jumpsearch import ConfigError, canonical_config
+from jumpsearch.space import load_space, parse_count
+
+
+def test_shipped_spaces_load_and_cifar_contains_the_seed_example():
+    for name in ("digits", "cifar"):
+        assert load_space(ROOT / "search_spaces" / f"{name}.yaml").name == name
+    space = load_space(ROOT / "search_spaces" / "cifar.yaml")
+    seed = canonical_config("jumpnet_seed_cifar")
+    fixed = {
+        "groups": 3,
+        **{f"blocks_per_group_{g}": n for g, n in enumerate(seed.blocks_per_group)},
+        "stem_filters": "[16, 32]",
+        "base_filters": 32,
+        "growth_rate": 2.0,
+        "jump_spacing": 1,
+        "jump_width": 1.0,
+    }
+    study = optuna.create_study(directions=space.directions)
+    study.enqueue_trial(fixed)
+    candidate = space.suggest(study.ask(), (32, 32, 3), 10)
+    assert candidate.model == seed
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\nmodel: {groups: [1, 2}\n", "malformed YAML"),
+        ("name: x\nmodle: {}\n", r"space.yaml: modle: unknown key"),
+        ("model: {base_filter: 8}\n", r"space.yaml: model.base_filter: unknown key for family jumpnet"),
+        ("model: {base_filters: {int: [32, 16]}}\n", r"model.base_filters.int: empty range \[32, 16\]"),
+        ("model: {base_filters: {float: [8, 16]}}\n", "model.base_filters: a float range for an integer key"),
+        ("model: {growth_rate: fast}\n", "model.growth_rate: expected a number"),
+        ("model: {jump_width: {choice: []}}\n", "model.jump_width.choice: expected a non-empty list"),
+        ("model: {input_shape: [8, 8, 1]}\n", "model.input_shape: set by the data set"),
+        ("training: {learning_rate: {float: [0, 1], log: true}}\n", "training.learning_rate.float: a log range"),
+        ("training: {epochs: 2.5}\n", "training.epochs: expected an integer"),
+        ("sampler: {name: grid}\n", "sampler.name: unknown sampler 'grid'"),
+        ("sampler: {name: tpe, n_startup: 3}\n", "sampler.n_startup: not an option of tpe"),
+        ("data: {dataset: mnist}\n", "data.dataset: unknown data set 'mnist'"),
+        ("objectives: [params, accuracy]\n", "objectives: .* accuracy first"),
+        ("constraints: {max_params: lots}\n", "constraints.max_params: expected a count"),
+        ("model: {blocks_per_group: {int: [1, 2], per_group: true}}\n", "per_group needs a groups entry"),
+    ],
+)
+def test_bad_space_files_name_the_file_and_the_key(write_space, text, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        load_space(write_space(text))
+    assert "space.yaml" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_counts_parse_human_suffixes():
+    assert parse_count("150k", "x") == 150_000
+    assert parse_count("1.5M", "x") == 1_500_000
+    assert parse_count(42, "x") == 42
+
+
+def test_groups_beyond_what_the_input_can_halve_are_refused_before_a_trial(write_space):
+    space = load_space(write_space("model: {groups: {int: [2, 4]}}\n"))
+    with pytest.raises(ConfigError, match="reaches 4 groups, but a 8x8 input can be halved at most 3 times"):
+        space.check_input((8, 8, 1), "digits")
+    space.check_input((32, 32, 3), "cifar")
+
+
+def test_per_group_blocks_sample_one_value_per_group(write_space):
+    space = load_space(write_space("model: {groups: 3, blocks_per_group: {int: [1, 4], per_group: true}}\n"))
+    study = optuna.create_study(directions=space.directions)
+    study.enqueue_trial({"blocks_per_group_0": 1, "blocks_per_group_1": 4, "blocks_per_group_2": 2})
+    trial = study.ask()
+    assert space.suggest(trial, (32, 32, 3), 10).model.blocks_per_group == (1, 4, 2)
+    assert set(trial.params) == {"blocks_per_group_0", "blocks_per_group_1", "blocks_per_group_2"}
