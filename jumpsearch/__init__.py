@@ -7,8 +7,18 @@ Example:
     810714
 """
 
+from jumpsearch.ablation import run_ablation, write_ablation
 from jumpsearch.canonical import canonical_config
-from jumpsearch.config import Candidate, DataConfig, JumpNetConfig, ModelConfig, TrainingConfig
+from jumpsearch.config import (
+    Candidate,
+    DataConfig,
+    DenseNetConfig,
+    JumpNetConfig,
+    ModelConfig,
+    ResNetV2Config,
+    SparseNetConfig,
+    TrainingConfig,
+)
 from jumpsearch.counting import count_flops, count_params
 from jumpsearch.data import Dataset, load_dataset
 from jumpsearch.errors import ConfigError, JumpsearchError
@@ -22,10 +32,13 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "Dataset",
+    "DenseNetConfig",
     "JumpNetConfig",
     "JumpsearchError",
     "ModelConfig",
+    "ResNetV2Config",
     "SearchSpace",
+    "SparseNetConfig",
     "TrainingConfig",
     "build_model",
     "canonical_config",
@@ -36,5 +49,7 @@ __all__ = [
     "load_space",
     "load_study",
     "pareto_front",
+    "run_ablation",
     "run_search",
+    "write_ablation",
 ]

@@ -178,7 +178,7 @@ class JumpNetConfig(ModelConfig):
     blocks_per_group: tuple[int, ...] = (3, 4, 3)
     base_filters: int = 32
     growth_rate: float = 2.0
-    jump_spacing: int = 1
+    jump_spacing: int | str = 1
     jump_width: float = 1.0
 
     @property
@@ -196,8 +196,16 @@ class JumpNetConfig(ModelConfig):
 
     @property
     def jump_spans(self) -> tuple[tuple[int, int], ...]:
-        """(first group, last group) of each jump link."""
+        """(first group, last group) of each jump link.
+
+        ``"exp"`` is SparseNet's exponential pattern over groups: the output of group g receives links
+        from the inputs of groups g, g-1, g-3, g-7, … (spans of 1, 2, 4, 8, … groups).
+        """
         s = self.jump_spacing
+        if s == "exp":
+            return tuple(
+                (g - 2**j + 1, g) for g in range(self.groups) for j in range(g.bit_length() + 1) if 2**j <= g + 1
+            )
         if s == 0:
             return ()
         return tuple((g, min(g + s, self.groups) - 1) for g in range(0, self.groups, s))
@@ -209,11 +217,81 @@ class JumpNetConfig(ModelConfig):
             )
         if self.base_filters < 1 or self.growth_rate <= 0:
             raise ConfigError("base_filters and growth_rate must be positive")
-        if self.jump_spacing < 0:
-            raise ConfigError(f"jump_spacing {self.jump_spacing}: must be 0 (no links) or positive")
+        if self.jump_spacing != "exp" and (isinstance(self.jump_spacing, str) or self.jump_spacing < 0):
+            raise ConfigError(f"jump_spacing {self.jump_spacing!r}: must be 0 (no links), positive, or 'exp'")
         if self.jump_width <= 0:
             raise ConfigError(f"jump_width {self.jump_width}: must be positive (use jump_spacing 0 for no links)")
         super().validate()
+
+
+@dataclass(frozen=True)
+class ResNetV2Config(ModelConfig):
+    """Pre-activation ResNet (He et al. 2016): stride 2 and a projection where each group after the first
+    starts; bottleneck blocks expand 4×. ResNet-164 is (18, 18, 18) bottleneck blocks from 16 filters."""
+
+    family: ClassVar[str] = "resnet_v2"
+    stem_filters: tuple[int, int] = (16, 16)
+    blocks_per_group: tuple[int, ...] = (18, 18, 18)
+    base_filters: int = 16
+    growth_rate: float = 2.0
+    bottleneck: bool = True
+
+    @property
+    def groups(self) -> int:
+        return len(self.blocks_per_group)
+
+    @property
+    def downsamplings(self) -> int:
+        return self.groups - 1
+
+    @property
+    def group_filters(self) -> tuple[int, ...]:
+        return tuple(self.round_filters(self.base_filters * self.growth_rate**g) for g in range(self.groups))
+
+    def validate(self) -> None:
+        if self.groups < 1 or min(self.blocks_per_group) < 1:
+            raise ConfigError(f"blocks_per_group {self.blocks_per_group}: need at least one group of one block")
+        if self.base_filters < 1 or self.growth_rate <= 0:
+            raise ConfigError("base_filters and growth_rate must be positive")
+        super().validate()
+
+
+@dataclass(frozen=True)
+class DenseNetConfig(ModelConfig):
+    """DenseNet(-BC) (Huang et al. 2016): dense blocks of BN-ReLU-1×1 (4k) → BN-ReLU-3×3 (k) layers whose
+    outputs are concatenated, joined by transitions (BN-ReLU-1×1 to ⌊θ·c⌋, 2×2 average pooling)."""
+
+    family: ClassVar[str] = "densenet_bc"
+    stem_filters: tuple[int, int] = (24, 24)
+    layers_per_block: tuple[int, ...] = (16, 16, 16)
+    growth_rate: int = 12
+    compression: float = 0.5
+    bottleneck: bool = True
+
+    @property
+    def downsamplings(self) -> int:
+        return len(self.layers_per_block) - 1
+
+    def validate(self) -> None:
+        if not self.layers_per_block or min(self.layers_per_block) < 1:
+            raise ConfigError(f"layers_per_block {self.layers_per_block}: need at least one block of one layer")
+        if self.growth_rate < 1 or not 0 < self.compression <= 1:
+            raise ConfigError("growth_rate must be positive and compression in (0, 1]")
+        super().validate()
+
+
+@dataclass(frozen=True)
+class SparseNetConfig(DenseNetConfig):
+    """SparseNet (Zhu et al. 2018, "Sparsely Aggregated Convolutional Networks"): as DenseNet, but layer i
+    of a block takes only the outputs at offsets 1, 2, 4, 8, … behind it (the block input counts as one).
+    The seed cites Liu & Zeng 2018, which sparsifies differently; this is the exponential pattern."""
+
+    family: ClassVar[str] = "sparsenet"
+    stem_filters: tuple[int, int] = (48, 48)
+    layers_per_block: tuple[int, ...] = (12, 12, 12)
+    growth_rate: int = 24
+    compression: float = 1.0
+    bottleneck: bool = False
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")

@@ -12,6 +12,7 @@ and the key, so a typo never costs a training run.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import re
@@ -34,6 +35,7 @@ SAMPLERS = {
 }
 TOP_LEVEL = ("name", "data", "model", "training", "objectives", "sampler", "seed", "constraints", "trials")
 SET_BY_DATA = ("input_shape", "num_classes")
+DEFAULT_GROUPS = 3
 
 
 def parse_count(value: Any, where: str) -> int | None:
@@ -138,8 +140,8 @@ class SearchSpace:
 
     name: str
     data: DataConfig
-    family: str
-    model: dict[str, Param]
+    family: Param
+    model: dict[str, dict[str, Param]]
     training: dict[str, Param]
     objectives: tuple[str, ...]
     sampler: dict[str, Any]
@@ -152,56 +154,80 @@ class SearchSpace:
     def directions(self) -> list[str]:
         return [OBJECTIVES[o] for o in self.objectives]
 
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(self.model)
+
     def make_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
         options = dict(self.sampler)
         cls = SAMPLERS[options.pop("name")]
         return cls(seed=self.seed if seed is None else seed, **options)
 
-    def max_groups(self) -> int:
-        """The most downsampling groups any point of the space asks for."""
-        groups = self.model.get("groups")
-        blocks = self.model.get("blocks_per_group")
-        if groups is not None:
-            return max(int(v) for v in groups.values)
-        if blocks is not None and blocks.kind in ("fixed", "choice"):
-            return max(len(v) if isinstance(v, list) else 3 for v in blocks.values)
-        return 3
+    def for_family(self, family: str) -> SearchSpace:
+        """The sub-space of one family, as its own space named ``<name>-<family>`` (for ``ablate``)."""
+        return dataclasses.replace(
+            self, name=f"{self.name}-{family}", family=Param("fixed", (family,)), model={family: self.model[family]}
+        )
+
+    def max_downsamplings(self) -> int:
+        """The most halvings of the feature map any point of the space asks for."""
+        most = 0
+        for family, params in self.model.items():
+            cls = MODEL_FAMILIES[family]
+            groups, per_group = params.get("groups"), params.get(_per_group_key(cls))
+            if groups is not None:
+                count = max(int(v) for v in groups.values)
+            elif per_group is not None and per_group.kind in ("fixed", "choice"):
+                count = max(len(v) if isinstance(v, list) else DEFAULT_GROUPS for v in per_group.values)
+            else:
+                count = DEFAULT_GROUPS
+            most = max(most, cls(**{_per_group_key(cls): (1,) * count}).downsamplings)
+        return most
 
     def check_input(self, input_shape: tuple[int, int, int], source: str) -> None:
         """Reject, before any trial, a space whose groups cannot all halve this data set's images."""
-        stride = self.model.get("stem_stride")
-        strides = [int(v) for v in stride.values if v is not None] if stride else []
+        strides = [int(v) for p in self.model.values() if "stem_stride" in p for v in p["stem_stride"].values if v]
         smallest = max(strides or [1 if max(input_shape[:2]) <= 32 else 2])
         side = min(input_shape[:2]) // smallest
         most = max(side.bit_length() - 1, 0)
-        if self.max_groups() > most:
+        if self.max_downsamplings() > most:
             raise ConfigError(
-                f"{source}: model.groups: the space reaches {self.max_groups()} groups, but a "
+                f"{source}: model.groups: the space reaches {self.max_downsamplings()} downsamplings, but a "
                 f"{input_shape[0]}x{input_shape[1]} input can be halved at most {most} times; lower the upper bound"
             )
 
     def suggest(self, trial: optuna.Trial, input_shape: tuple[int, int, int], num_classes: int) -> Candidate:
-        """Sample one candidate; its model takes input shape and classes from the data set."""
-        values: dict[str, Any] = {}
-        for key, param in self.model.items():
-            if key not in ("groups", "blocks_per_group"):
-                values[key] = param.suggest(trial, key)
-        blocks = self.model.get("blocks_per_group")
-        groups = self.model["groups"].suggest(trial, "groups") if "groups" in self.model else None
-        if blocks is not None:
-            if blocks.per_group:
-                assert groups is not None  # enforced at load
-                values["blocks_per_group"] = [blocks.suggest(trial, f"blocks_per_group_{g}") for g in range(groups)]
-            else:
-                value = blocks.suggest(trial, "blocks_per_group")
-                values["blocks_per_group"] = value if isinstance(value, list) else [value] * (groups or 3)
+        """Sample one candidate; its model takes input shape and classes from the data set.
+
+        With a choice of families, parameters are named ``<family>.<key>`` so that each family's ranges
+        stay apart in the study.
+        """
+        family = self.family.suggest(trial, "family")
+        params = self.model[family]
+        prefix = f"{family}." if self.family.kind != "fixed" else ""
+        key = _per_group_key(MODEL_FAMILIES[family])
+        values = {k: p.suggest(trial, prefix + k) for k, p in params.items() if k not in ("groups", key)}
+        groups = params["groups"].suggest(trial, prefix + "groups") if "groups" in params else None
+        lengths = params.get(key)
+        if lengths is not None and lengths.per_group:
+            assert groups is not None  # enforced at load
+            values[key] = [lengths.suggest(trial, f"{prefix}{key}_{g}") for g in range(groups)]
+        elif lengths is not None:
+            value = lengths.suggest(trial, prefix + key)
+            values[key] = value if isinstance(value, list) else [value] * (groups or DEFAULT_GROUPS)
         elif groups is not None:
-            values["blocks_per_group"] = [3] * groups
+            default = getattr(MODEL_FAMILIES[family](), key)
+            values[key] = [default[min(g, len(default) - 1)] for g in range(groups)]
         model = ModelConfig.from_dict(
-            {"family": self.family, **values, "input_shape": list(input_shape), "num_classes": num_classes}
+            {"family": family, **values, "input_shape": list(input_shape), "num_classes": num_classes}
         )
         training = TrainingConfig.from_dict({k: p.suggest(trial, k) for k, p in self.training.items()})
         return Candidate(model, training)
+
+
+def _per_group_key(cls: type[ModelConfig]) -> str:
+    """The family's one-entry-per-group field: blocks_per_group, or layers_per_block for dense blocks."""
+    return next(k for k, t in cls.field_types().items() if t == tuple[int, ...])
 
 
 def _section(raw: dict[str, Any], key: str, source: str) -> dict[str, Any]:
@@ -211,17 +237,13 @@ def _section(raw: dict[str, Any], key: str, source: str) -> dict[str, Any]:
     return value
 
 
-def _model_section(raw: dict[str, Any], source: str) -> tuple[str, dict[str, Any]]:
-    section = dict(_section(raw, "model", source))
-    family = section.pop("family", "jumpnet")
-    if family not in MODEL_FAMILIES:
-        raise ConfigError(
-            f"{source}: model.family: unknown family {family!r} (known: {', '.join(sorted(MODEL_FAMILIES))})"
-        )
-    types = MODEL_FAMILIES[family].field_types()
+def _family_params(family: str, section: dict[str, Any], where_base: str) -> dict[str, Param]:
+    cls = MODEL_FAMILIES[family]
+    types = cls.field_types()
+    per_group_key = _per_group_key(cls)
     params: dict[str, Param] = {}
     for key, value in section.items():
-        where = f"{source}: model.{key}"
+        where = f"{where_base}.{key}"
         if key in SET_BY_DATA:
             raise ConfigError(f"{where}: set by the data set, not by the space")
         if key == "groups":
@@ -235,15 +257,39 @@ def _model_section(raw: dict[str, Any], source: str) -> tuple[str, dict[str, Any
         else:
             param = _param(value, where)
             hint = types[key]
-            if key == "blocks_per_group":
+            if key == per_group_key:
                 if param.per_group and "groups" not in section:
                     raise ConfigError(f"{where}: per_group needs a groups entry to say how many groups")
                 hint = int if param.kind in ("int", "float") or param.per_group else int | tuple[int, ...]
             _check_type(param, hint, where)
-        if param.per_group and key != "blocks_per_group":
-            raise ConfigError(f"{where}: per_group applies to blocks_per_group only")
+        if param.per_group and key != per_group_key:
+            raise ConfigError(f"{where}: per_group applies to {per_group_key} only")
         params[key] = param
-    return family, params
+    return params
+
+
+def _model_section(raw: dict[str, Any], source: str) -> tuple[Param, dict[str, dict[str, Param]]]:
+    """``family: NAME`` with the metaparameters beside it, or ``family: {choice: [...]}`` with one
+    mapping of metaparameters per family, under the family's name."""
+    section = dict(_section(raw, "model", source))
+    family = _param(section.pop("family", "jumpnet"), f"{source}: model.family")
+    known = ", ".join(sorted(MODEL_FAMILIES))
+    if family.kind not in ("fixed", "choice") or family.per_group:
+        raise ConfigError(f"{source}: model.family: a family name or {{choice: [names]}} (known: {known})")
+    for name in family.values:
+        if name not in MODEL_FAMILIES:
+            raise ConfigError(f"{source}: model.family: unknown family {name!r} (known: {known})")
+    if family.kind == "fixed":
+        return family, {family.values[0]: _family_params(family.values[0], section, f"{source}: model")}
+    stray = sorted(set(section) - set(family.values))
+    if stray:
+        raise ConfigError(
+            f"{source}: model.{stray[0]}: with a choice of families, metaparameters go under each family's name"
+        )
+    return family, {
+        name: _family_params(name, _section(section, name, f"{source}: model"), f"{source}: model.{name}")
+        for name in family.values
+    }
 
 
 def _training_section(raw: dict[str, Any], source: str) -> dict[str, Param]:
@@ -255,7 +301,7 @@ def _training_section(raw: dict[str, Any], source: str) -> dict[str, Param]:
             raise ConfigError(f"{where}: unknown key (known: {', '.join(types)})")
         param = _param(value, where)
         if param.per_group:
-            raise ConfigError(f"{where}: per_group applies to model.blocks_per_group only")
+            raise ConfigError(f"{where}: per_group applies to the model's blocks_per_group or layers_per_block only")
         _check_type(param, types[key], where)
         params[key] = param
     return params

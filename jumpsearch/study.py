@@ -145,15 +145,19 @@ def run_search(
     data_dir: str | None = None,
     progress: bool = True,
     train: Callable[..., Any] | None = None,
+    data: Dataset | None = None,
 ) -> optuna.Study:
     """Run (or resume) a search until the study holds ``trials`` completed trials, or ``timeout`` seconds.
+
+    ``train`` replaces ``train_and_evaluate`` (same signature); ``data`` skips loading the space's data set.
 
     Example:
         >>> from jumpsearch.space import load_space
         >>> study = run_search(load_space("search_spaces/digits.yaml"), trials=3)  # doctest: +SKIP
         >>> [t.values for t in study.best_trials]  # doctest: +SKIP
     """
-    data = load_dataset(space.data, data_dir)  # before the study: a missing data set writes nothing
+    if data is None:
+        data = load_dataset(space.data, data_dir)  # before the study: a missing data set writes nothing
     space.check_input(data.input_shape, f"{space.name} ({space.data.dataset})")
     study = create_study(space, storage, study_name, seed)
     budget = trials or space.trials

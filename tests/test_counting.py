@@ -12,7 +12,8 @@ from jumpsearch import build_model, canonical_config, count_flops, count_params
 from jumpsearch.counting import count
 from jumpsearch.space import load_space
 
-SHAPES = {"digits": ((8, 8, 1), 10), "cifar": ((32, 32, 3), 10)}
+SHAPES = {"digits": ((8, 8, 1), 10), "cifar": ((32, 32, 3), 10), "ablation": ((8, 8, 1), 10)}
+POINTS = {"digits": 100, "cifar": 100, "ablation": 60}
 
 
 def keras_macs(model: keras.Model) -> int:
@@ -31,15 +32,15 @@ def weights(variables) -> int:
     return sum(int(np.prod(v.shape)) for v in variables)
 
 
-@pytest.mark.parametrize("space_name", ["digits", "cifar"])
+@pytest.mark.parametrize("space_name", ["digits", "cifar", "ablation"])
 def test_counts_equal_the_built_model_for_random_points(space_name):
-    """100 buildable points per shipped space: 200 in all."""
+    """Buildable points of every shipped space: 260 in all, every family among them."""
     space = load_space(ROOT / "search_spaces" / f"{space_name}.yaml")
     shape, classes = SHAPES[space_name]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1), directions=space.directions)
     seen = 0
-    families = Counter()
-    while seen < 100:
+    kinds = Counter()
+    while seen < POINTS[space_name]:
         trial = study.ask()
         config = space.suggest(trial, shape, classes).model
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -51,9 +52,13 @@ def test_counts_equal_the_built_model_for_random_points(space_name):
         assert counts.trainable == weights(model.trainable_weights), config
         assert counts.non_trainable == weights(model.non_trainable_weights), config
         assert counts.macs == keras_macs(model), config
-        families[config.jump_spacing] += 1
+        kinds[(config.family, getattr(config, "jump_spacing", None))] += 1
         seen += 1
-    assert len(families) == 3  # links off, every group, every two groups were all exercised
+    if space_name == "ablation":  # every family, and JumpNet with links off, every group, every two, exponential
+        assert {f for f, _ in kinds} == {"jumpnet", "resnet_v2", "densenet_bc", "sparsenet"}
+        assert {s for f, s in kinds if f == "jumpnet"} == {0, 1, 2, "exp"}
+    else:
+        assert {s for _, s in kinds} == {0, 1, 2}
 
 
 def test_seed_cifar_example_has_exactly_the_seeds_layers():
@@ -98,3 +103,50 @@ def test_projection_shortcut_appears_only_where_widths_differ():
     assert len(convs(misaligned)) == len(convs(lined_up)) + 1
     assert (1, 1, 24, 32) in convs(misaligned)
     assert count_params(JumpNetConfig(**common, jump_width=0.5)) == weights(misaligned.trainable_weights)
+
+
+# The papers' tables (trainable parameters, CIFAR-10), with the precision they print.
+PAPERS = {
+    "resnet_v2_164": (1.7e6, 0.1e6),
+    "densenet_bc_100_12": (0.8e6, 0.1e6),
+    "densenet_bc_250_24": (15.3e6, 0.1e6),
+    "sparsenet_40_24": (0.76e6, 0.01e6),
+    "sparsenet_100_24": (2.52e6, 0.01e6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPERS))
+def test_canonical_configurations_match_their_papers(name):
+    """Within 3% of the printed figure, read as the interval its rounding covers (0.8M is 0.75M–0.85M)."""
+    config = canonical_config(name)
+    keras.backend.clear_session(free_memory=False)
+    model = build_model(config)
+    built = weights(model.trainable_weights)
+    assert count_params(config) == built
+    figure, precision = PAPERS[name]
+    low, high = (figure - precision / 2) * 0.97, (figure + precision / 2) * 1.03
+    assert low <= built <= high, f"{name}: {built:,} outside {low:,.0f}–{high:,.0f}"
+    assert abs(built - figure) / figure <= 0.03 or name == "densenet_bc_100_12"  # 774,442 vs a printed 0.8M
+
+
+def test_sparsenet_layers_aggregate_at_exponential_offsets():
+    from jumpsearch import SparseNetConfig
+    from jumpsearch.models.densenet import exponential_offsets
+
+    assert exponential_offsets(list(range(1, 10))) == [9, 8, 6, 2]  # offsets 1, 2, 4, 8 from the end
+    config = SparseNetConfig(input_shape=(8, 8, 1), stem_filters=(16, 16), layers_per_block=(4, 1), growth_rate=8)
+    model = build_model(config)
+    widths = [layer.output.shape[-1] for layer in model.layers if isinstance(layer, keras.layers.Concatenate)]
+    # block input o0 (16) and outputs o1…o4 (8 each): [o1,o0] [o2,o1] [o3,o2,o0] [o4,o3,o1]
+    assert widths[:4] == [24, 16, 32, 24]
+
+
+def test_exponential_jump_links_end_at_every_group():
+    from jumpsearch import JumpNetConfig
+
+    config = JumpNetConfig(input_shape=(32, 32, 3), blocks_per_group=(1, 1, 1, 1), jump_spacing="exp")
+    assert sorted(config.jump_spans) == [(0, 0), (0, 1), (0, 3), (1, 1), (1, 2), (2, 2), (2, 3), (3, 3)]
+    model = build_model(config)
+    concats = [layer for layer in model.layers if isinstance(layer, keras.layers.Concatenate)]
+    assert [len(layer.input) for layer in concats] == [2, 3, 3, 4]  # group output + links ending there
+    assert count_params(config) == weights(model.trainable_weights)

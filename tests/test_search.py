@@ -127,7 +127,7 @@ def test_ctrl_c_fails_the_running_trial_and_leaves_the_study_resumable(tmp_path,
     [
         ("name: x\nmodel: {groups: [1, 2}\n", [], "space.yaml: malformed YAML"),
         ("name: x\nmodel: {grups: 2}\n", [], "space.yaml: model.grups: unknown key"),
-        ("name: x\nmodel: {groups: {int: [1, 5]}}\n", [], "reaches 5 groups, but a 8x8 input"),
+        ("name: x\nmodel: {groups: {int: [1, 5]}}\n", [], "reaches 5 downsamplings, but a 8x8 input"),
         ("name: x\nsampler: annealing\n", [], "sampler.name: unknown sampler 'annealing'"),
         ("name: x\ndata: {dataset: npz, path: nowhere.npz}\n", [], "nowhere.npz: cannot read"),
         (
@@ -152,3 +152,33 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, write_space, 
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "studies").exists()
+
+
+def test_ablate_runs_each_family_and_writes_the_comparison(tmp_path, monkeypatch, write_space, capsys):
+    monkeypatch.chdir(tmp_path)
+    space = write_space(
+        """\
+        name: abl
+        data: {dataset: digits}
+        model:
+          family: {choice: [jumpnet, sparsenet]}
+          jumpnet: {groups: 1, blocks_per_group: 1, stem_filters: [8, 8], base_filters: 8}
+          sparsenet: {groups: 2, layers_per_block: 2, stem_filters: [8, 8], growth_rate: 4}
+        training: {epochs: 1, steps_per_epoch: 2, batch_size: 32}
+        sampler: random
+        trials: 1
+        """
+    )
+    assert main(["ablate", "--space", str(space), "-q", "--budgets", "5k,1M", "--out", "report"]) == 0
+    out = capsys.readouterr().out
+    assert "acc@<=5,000" in out and "acc@<=1,000,000" in out
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "report" / "abl-ablation.csv")
+    assert list(table["family"]) == ["jumpnet", "sparsenet"] and list(table["trials"]) == [1, 1]
+    fronts = pd.read_csv(tmp_path / "report" / "abl-ablation-fronts.csv")
+    assert set(fronts["family"]) == {"jumpnet", "sparsenet"}
+    html = (tmp_path / "report" / "abl-ablation.html").read_text()
+    assert "plotly" in html and '"name":"sparsenet"' in html.replace(" ", "")
+    names = optuna.get_all_study_names(f"sqlite:///{tmp_path}/studies/abl.db")
+    assert sorted(names) == ["abl-jumpnet", "abl-sparsenet"]

@@ -62,7 +62,7 @@ def test_counts_parse_human_suffixes():
 
 def test_groups_beyond_what_the_input_can_halve_are_refused_before_a_trial(write_space):
     space = load_space(write_space("model: {groups: {int: [2, 4]}}\n"))
-    with pytest.raises(ConfigError, match="reaches 4 groups, but a 8x8 input can be halved at most 3 times"):
+    with pytest.raises(ConfigError, match="reaches 4 downsamplings, but a 8x8 input can be halved at most 3 times"):
         space.check_input((8, 8, 1), "digits")
     space.check_input((32, 32, 3), "cifar")
 
@@ -74,3 +74,53 @@ def test_per_group_blocks_sample_one_value_per_group(write_space):
     trial = study.ask()
     assert space.suggest(trial, (32, 32, 3), 10).model.blocks_per_group == (1, 4, 2)
     assert set(trial.params) == {"blocks_per_group_0", "blocks_per_group_1", "blocks_per_group_2"}
+
+
+FAMILIES_SPACE = """\
+model:
+  family: {choice: [jumpnet, densenet_bc]}
+  jumpnet: {groups: 2, base_filters: {choice: [8, 16]}}
+  densenet_bc: {groups: {int: [2, 3]}, layers_per_block: {int: [1, 4], per_group: true}, growth_rate: 6}
+"""
+
+
+def test_a_family_choice_samples_each_family_under_its_own_names(write_space):
+    space = load_space(write_space(FAMILIES_SPACE))
+    assert space.families == ("jumpnet", "densenet_bc")
+    study = optuna.create_study(directions=space.directions)
+    study.enqueue_trial(
+        {"family": "densenet_bc", "densenet_bc.groups": 2, "densenet_bc.layers_per_block_0": 3,
+         "densenet_bc.layers_per_block_1": 1}
+    )  # fmt: skip
+    trial = study.ask()
+    model = space.suggest(trial, (8, 8, 1), 10).model
+    assert model.family == "densenet_bc" and model.layers_per_block == (3, 1) and model.growth_rate == 6
+    assert set(trial.params) == {"family", "densenet_bc.groups", "densenet_bc.layers_per_block_0",
+                                 "densenet_bc.layers_per_block_1"}  # fmt: skip
+    only = space.for_family("jumpnet")
+    assert only.name == "space-jumpnet" and only.families == ("jumpnet",)
+    trial = optuna.create_study(directions=space.directions).ask()
+    assert only.suggest(trial, (8, 8, 1), 10).model.family == "jumpnet"
+    assert set(trial.params) == {"base_filters"}  # one family: plain names
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model: {family: {choice: [jumpnet, vgg]}}\n", "model.family: unknown family 'vgg'"),
+        ("model: {family: {choice: [jumpnet, resnet_v2]}, groups: 2}\n", "model.groups: with a choice of families"),
+        ("model: {family: {choice: [jumpnet, resnet_v2]}, resnet_v2: {jump_width: 1}}\n",
+         "model.resnet_v2.jump_width: unknown key for family resnet_v2"),
+        ("model: {family: densenet_bc, growth_rate: {float: [4, 8]}}\n", "model.growth_rate: a float range"),
+    ],
+)  # fmt: skip
+def test_family_sub_spaces_are_checked_like_the_rest(write_space, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_space(write_space(text))
+
+
+def test_downsampling_limits_follow_each_family(write_space):
+    # ResNet and DenseNet halve once less than they have groups; JumpNet halves once per group.
+    load_space(write_space("model: {family: resnet_v2, groups: 4}\n")).check_input((8, 8, 1), "digits")
+    with pytest.raises(ConfigError, match="reaches 4 downsamplings"):
+        load_space(write_space("model: {family: jumpnet, groups: 4}\n")).check_input((8, 8, 1), "digits")

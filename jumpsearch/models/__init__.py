@@ -6,9 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from jumpsearch.config import ModelConfig
-from jumpsearch.models import jumpnet
+from jumpsearch.models import densenet, jumpnet, resnet_v2
 
-FORWARD: dict[str, Callable[..., Any]] = {"jumpnet": jumpnet.forward}
+FORWARD: dict[str, Callable[..., Any]] = {
+    "jumpnet": jumpnet.forward,
+    "resnet_v2": resnet_v2.forward,
+    "densenet_bc": densenet.forward,
+    "sparsenet": densenet.forward,
+}
 
 
 def build_model(config: ModelConfig) -> Any:

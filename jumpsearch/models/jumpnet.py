@@ -6,18 +6,9 @@ from typing import TypeVar
 
 from jumpsearch.config import JumpNetConfig
 from jumpsearch.models._ops import Ops
+from jumpsearch.models.common import preact_conv, stem
 
 T = TypeVar("T")
-
-
-def preact_conv(ops: Ops[T], x: T, filters: int, kernel: int, stride: int = 1) -> T:
-    """BN → ReLU → conv, the pre-activation unit of ResNet v2."""
-    return ops.conv(ops.relu(ops.bn(x)), filters, kernel, stride)
-
-
-def stem(ops: Ops[T], x: T, filters: tuple[int, int], stride: int) -> T:
-    x = ops.relu(ops.bn(ops.conv(x, filters[0], 3, stride)))
-    return ops.relu(ops.bn(ops.conv(x, filters[1], 3)))
 
 
 def bottleneck_block(ops: Ops[T], x: T, filters: int) -> T:
@@ -39,16 +30,16 @@ def jump_link(ops: Ops[T], x: T, width: int, span: int) -> T:
 
 def forward(ops: Ops[T], config: JumpNetConfig, x: T) -> T:
     x = stem(ops, x, config.stem_filters, config.stride)
-    starts = {first: last for first, last in config.jump_spans}
-    ends = {last: first for first, last in config.jump_spans}
-    link_input = x
+    group_inputs = []
     for g, (filters, blocks) in enumerate(zip(config.group_filters, config.blocks_per_group, strict=True)):
-        if g in starts:
-            link_input = x
+        group_inputs.append(x)
         for _ in range(blocks):
             x = bottleneck_block(ops, x, filters)
         x = preact_conv(ops, x, filters, 1, stride=2)  # group end: feature pooling
-        if g in ends:
-            width = config.round_filters(config.jump_width * filters)
-            x = ops.concat([x, jump_link(ops, link_input, width, g - ends[g] + 1)])
+        width = config.round_filters(config.jump_width * filters)
+        links = [
+            jump_link(ops, group_inputs[first], width, g - first + 1) for first, last in config.jump_spans if last == g
+        ]
+        if links:
+            x = ops.concat([x, *links])
     return ops.classifier(x, config.num_classes)

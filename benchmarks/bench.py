@@ -1,0 +1,215 @@
+"""Benchmarks of a trial's fixed costs, training throughput, counting and the digits search.
+
+    .venv/bin/python benchmarks/bench.py            # all of it, about 10 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/bench.py --quick    # fewer repetitions and trials
+
+Prints what it measured and on which machine, and writes the same as JSON (``--out``).
+Timings live here, never in the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from jumpsearch import Candidate, JumpNetConfig, TrainingConfig, build_model, canonical_config  # noqa: E402
+from jumpsearch.config import DataConfig  # noqa: E402
+from jumpsearch.counting import count  # noqa: E402
+from jumpsearch.data import Dataset, load_dataset  # noqa: E402
+from jumpsearch.space import load_space  # noqa: E402
+from jumpsearch.study import count_complete, run_search  # noqa: E402
+from jumpsearch.training import make_optimizer, setup_device, train_and_evaluate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = [
+        tf.config.experimental.get_device_details(g).get("device_name", g.name)
+        for g in tf.config.list_physical_devices("GPU")
+    ]
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "gpus": gpus or ["none"],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+    }
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def steady(seconds: list[float]) -> float:
+    """An epoch's time after warm-up: the median of every epoch but the first."""
+    return statistics.median(seconds[1:])
+
+
+def plain_keras_trial(candidate: Candidate, data: Dataset, seed: int) -> tuple[float, list[float]]:
+    """The usual Keras recipe, for comparison: compile with metrics, fit on arrays, evaluate."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    start = time.perf_counter()
+    model = build_model(candidate.model)
+    model.compile(make_optimizer(candidate.training), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    timer = EpochTimer()
+    model.fit(
+        data.x_train,
+        data.y_train,
+        batch_size=candidate.training.batch_size,
+        epochs=candidate.training.epochs,
+        callbacks=[timer],
+        verbose=0,
+    )
+    model.evaluate(data.x_val, data.y_val, verbose=0)
+    return time.perf_counter() - start, timer.seconds
+
+
+def tool_trial(candidate: Candidate, data: Dataset, seed: int) -> tuple[float, list[float]]:
+    timer = EpochTimer()
+    start = time.perf_counter()
+    train_and_evaluate(candidate, data, seed=seed, callbacks=[timer])
+    return time.perf_counter() - start, timer.seconds
+
+
+def overhead_and_throughput(name: str, candidate: Candidate, data: Dataset, repeats: int) -> dict:
+    """Trial wall time over steady-state training time, and images/s, for both loops side by side."""
+    n, batch = len(data.x_train), candidate.training.batch_size
+    images_per_epoch = (candidate.training.steps_per_epoch or -(-n // batch)) * batch
+    result: dict = {"case": name, "epochs": candidate.training.epochs, "images_per_epoch": images_per_epoch}
+    for label, trial in (("plain_keras", plain_keras_trial), ("jumpsearch", tool_trial)):
+        walls, steadies = [], []
+        for r in range(repeats):
+            wall, epochs = trial(candidate, data, seed=r)
+            walls.append(wall)
+            steadies.append(steady(epochs))
+        wall, epoch = statistics.median(walls), statistics.median(steadies)
+        result[label] = {
+            "trial_seconds": round(wall, 3),
+            "steady_epoch_seconds": round(epoch, 4),
+            "overhead": round(wall / (epoch * candidate.training.epochs), 3),
+            "images_per_second": round(images_per_epoch / epoch, 1),
+        }
+    result["throughput_ratio"] = round(
+        result["jumpsearch"]["images_per_second"] / result["plain_keras"]["images_per_second"], 3
+    )
+    return result
+
+
+def counting(repeats: int) -> dict:
+    config = canonical_config("jumpnet_seed_cifar")
+    uncached = count.__wrapped__
+    loops = 200
+    start = time.perf_counter()
+    for _ in range(loops):
+        uncached(config)
+    analytic = (time.perf_counter() - start) / loops
+    builds = []
+    for _ in range(repeats):
+        keras.backend.clear_session(free_memory=False)
+        start = time.perf_counter()
+        build_model(config).count_params()
+        builds.append(time.perf_counter() - start)
+    built = statistics.median(builds)
+    return {
+        "config": "jumpnet_seed_cifar",
+        "count_seconds": analytic,
+        "build_and_count_seconds": round(built, 4),
+        "speedup": round(built / analytic),
+    }
+
+
+def digits_search(trials: int) -> dict:
+    space = load_space(ROOT / "search_spaces" / "digits.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        study = run_search(space, trials=trials, storage=f"sqlite:///{tmp}/bench.db", progress=False)
+        seconds = time.perf_counter() - start
+        done = count_complete(study)
+    return {"trials": done, "seconds": round(seconds, 1), "trials_per_minute": round(60 * done / seconds, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one repetition, 5 search trials")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"), help="JSON results file")
+    args = parser.parse_args()
+    repeats, trials = (1, 5) if args.quick else (3, 20)
+    device = setup_device()
+    report: dict = {"machine": machine(), "device": device, "date": time.strftime("%Y-%m-%d %H:%M")}
+    print(json.dumps(report["machine"]), flush=True)
+
+    digits = load_dataset(DataConfig())
+    digits_point = Candidate(
+        JumpNetConfig(
+            input_shape=digits.input_shape,
+            stem_filters=(16, 16),
+            blocks_per_group=(2, 2),
+            base_filters=8,
+            growth_rate=2.0,
+            jump_width=0.25,
+        ),
+        TrainingConfig(learning_rate=0.003, batch_size=64, epochs=5),
+    )
+    rng = np.random.default_rng(0)
+    cifar_like = Dataset(
+        "random-cifar",
+        rng.random((1024, 32, 32, 3), dtype=np.float32),
+        rng.integers(0, 10, 1024).astype(np.int32),
+        rng.random((256, 32, 32, 3), dtype=np.float32),
+        rng.integers(0, 10, 256).astype(np.int32),
+        None,
+        None,
+        10,
+    )
+    seed_point = Candidate(
+        canonical_config("jumpnet_seed_cifar"), TrainingConfig(batch_size=128, epochs=4, steps_per_epoch=3)
+    )
+
+    report["overhead"] = []
+    for name, candidate, data, times in (
+        ("digits point, 5 epochs", digits_point, digits, repeats),
+        ("seed CIFAR example, random 32x32x3 data, 4 epochs of 3 steps", seed_point, cifar_like, 1),
+    ):
+        result = overhead_and_throughput(name, candidate, data, times)
+        print(json.dumps(result), flush=True)
+        report["overhead"].append(result)
+    report["counting"] = counting(repeats)
+    print(json.dumps(report["counting"]), flush=True)
+    report["digits_search"] = digits_search(trials)
+    print(json.dumps(report["digits_search"]), flush=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The ablation study: the same budget of trials for each family, compared front against front.
+
+Each family gets a study of its own (``<space>-<family>``) rather than one study with a family choice:
+every family then completes exactly the same number of trials, its sampler models only its own
+metaparameters, and one family can be resumed or extended without the others.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from jumpsearch.data import load_dataset
+from jumpsearch.results import pareto_front
+from jumpsearch.space import SearchSpace
+from jumpsearch.storage import default_storage
+from jumpsearch.study import run_search
+
+
+def run_ablation(
+    space: SearchSpace,
+    *,
+    trials: int | None = None,
+    storage: str | None = None,
+    data_dir: str | None = None,
+    **kwargs: Any,
+) -> dict[str, optuna.Study]:
+    """Run (or resume) one study per family of the space, each to ``trials`` complete trials, all in one
+    storage (default ``studies/<space name>.db``). Other keyword arguments go to ``run_search``."""
+    data = load_dataset(space.data, data_dir)
+    storage = storage or default_storage(space.name)
+    return {
+        family: run_search(space.for_family(family), trials=trials, storage=storage, data=data, **kwargs)
+        for family in space.families
+    }
+
+
+def default_budgets(studies: dict[str, optuna.Study], count: int = 4) -> list[int]:
+    """``count`` parameter budgets spaced evenly in log between the smallest and largest model trained."""
+    params = [
+        t.user_attrs["params"]
+        for study in studies.values()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ]
+    if not params:
+        return []
+    low, high = math.log10(min(params)), math.log10(max(params))
+    steps = [low + (high - low) * (i + 1) / count for i in range(count)]
+    return sorted({int(float(f"{10**s:.2g}")) for s in steps})
+
+
+def ablation_table(studies: dict[str, optuna.Study], budgets: list[int]) -> pd.DataFrame:
+    """One row per family: trials, front size, best accuracy overall and within each parameter budget,
+    and the training seconds spent (with the device they were spent on)."""
+    rows = []
+    for family, study in studies.items():
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        row: dict = {"family": family, "trials": len(done), "front": len(study.best_trials)}
+        row["best_accuracy"] = max((t.values[0] for t in done), default=float("nan"))
+        for budget in budgets:
+            within = [t.values[0] for t in done if t.user_attrs["params"] <= budget]
+            row[f"acc@<={budget:,}"] = max(within, default=float("nan"))
+        row["train_seconds"] = round(sum(t.user_attrs.get("train_seconds", 0.0) for t in done), 1)
+        row["device"] = ", ".join(sorted({t.user_attrs.get("device", "?") for t in done})) or "-"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fronts(studies: dict[str, optuna.Study]) -> pd.DataFrame:
+    """Every family's Pareto front in one table, with a ``family`` column."""
+    tables = [t.assign(family=f) for f, study in studies.items() if not (t := pareto_front(study)).empty]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def fronts_figure(table: pd.DataFrame, title: str):  # -> plotly.graph_objects.Figure
+    """Accuracy against params, one stepped front per family, log-scaled params."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for family, rows in table.groupby("family", sort=False):
+        rows = rows.sort_values("params")
+        figure.add_trace(
+            go.Scatter(
+                x=rows["params"],
+                y=rows["accuracy"],
+                mode="lines+markers",
+                line_shape="hv",
+                name=family,
+                text=[f"trial {t}" for t in rows["trial"]],
+                hovertemplate="%{text}<br>params %{x:,}<br>accuracy %{y:.4f}<extra>" + family + "</extra>",
+            )
+        )
+    figure.update_layout(title=title, xaxis_title="trainable parameters", yaxis_title="validation accuracy")
+    figure.update_xaxes(type="log")
+    return figure
+
+
+def write_ablation(
+    studies: dict[str, optuna.Study], out_dir: str | Path, name: str, budgets: list[int] | None = None
+) -> tuple[pd.DataFrame, list[Path]]:
+    """Write ``<name>-ablation.html`` (the fronts, self-contained), ``<name>-ablation-fronts.csv`` and
+    ``<name>-ablation.csv`` (the per-family table); return the table and the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    budgets = default_budgets(studies) if budgets is None else budgets
+    table = ablation_table(studies, budgets)
+    front_rows = fronts(studies)
+    paths = [out / f"{name}-ablation.csv", out / f"{name}-ablation-fronts.csv"]
+    table.to_csv(paths[0], index=False)
+    front_rows.to_csv(paths[1], index=False)
+    if not front_rows.empty:
+        paths.append(out / f"{name}-ablation.html")
+        fronts_figure(front_rows, f"{name}: Pareto fronts per family").write_html(paths[2], include_plotlyjs=True)
+    return table, paths

@@ -1,0 +1,49 @@
+import keras
+import pytest
+
+from jumpsearch import Candidate, JumpNetConfig, TrainingConfig, build_model
+from jumpsearch.config import DataConfig
+from jumpsearch.data import load_dataset
+from jumpsearch.training import TrainingFailed, evaluate, train_and_evaluate
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(DataConfig())
+
+
+def tiny(**training):
+    model = JumpNetConfig(input_shape=(8, 8, 1), stem_filters=(8, 8), blocks_per_group=(1,), base_filters=8)
+    return Candidate(model, TrainingConfig(**{"batch_size": 32, "epochs": 2, "steps_per_epoch": 3, **training}))
+
+
+def test_eager_evaluation_matches_keras_evaluate(digits):
+    model = build_model(tiny().model)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    keras_loss, keras_accuracy = model.evaluate(digits.x_val, digits.y_val, verbose=0)
+    loss, accuracy = evaluate(model, digits.x_val, digits.y_val, batch_size=100)  # uneven last chunk
+    assert accuracy == pytest.approx(keras_accuracy, abs=1e-6)
+    assert loss == pytest.approx(keras_loss, rel=1e-4)
+
+
+def test_training_is_reproducible_for_a_seed(digits):
+    first = train_and_evaluate(tiny(), digits, seed=3)
+    again = train_and_evaluate(tiny(), digits, seed=3)
+    assert first.epochs == 2 and first.device == "CPU"
+    assert (first.val_accuracy, first.val_loss) == (again.val_accuracy, again.val_loss)
+
+
+def test_nan_loss_fails_the_trial_with_a_reason(digits):
+    with pytest.raises(TrainingFailed, match="training loss became nan"):
+        train_and_evaluate(tiny(learning_rate=1e30, optimizer="sgd"), digits, seed=0)
+
+
+def test_callbacks_reach_fit(digits):
+    seen = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(epoch)
+
+    train_and_evaluate(tiny(epochs=3), digits, seed=0, callbacks=[Count()])
+    assert seen == [0, 1, 2]
