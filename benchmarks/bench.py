@@ -82,9 +82,11 @@ def plain_keras_trial(candidate: Candidate, data: Dataset, seed: int) -> tuple[f
     model = build_model(candidate.model)
     model.compile(make_optimizer(candidate.training), "sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = EpochTimer()
+    steps = candidate.training.steps_per_epoch
+    images = steps * candidate.training.batch_size if steps else len(data.x_train)  # the same epoch as the tool's
     model.fit(
-        data.x_train,
-        data.y_train,
+        data.x_train[:images],
+        data.y_train[:images],
         batch_size=candidate.training.batch_size,
         epochs=candidate.training.epochs,
         callbacks=[timer],

@@ -22,12 +22,17 @@ from jumpsearch.config import (
 from jumpsearch.counting import count_flops, count_params
 from jumpsearch.data import Dataset, load_dataset
 from jumpsearch.errors import ConfigError, JumpsearchError
+from jumpsearch.final import FinalResult, train_final
 from jumpsearch.models import build_model
-from jumpsearch.results import load_study, pareto_front
+from jumpsearch.report import write_report
+from jumpsearch.results import Best, best_configs, export_configs, load_configs, load_study, pareto_front
 from jumpsearch.space import SearchSpace, load_space
 from jumpsearch.study import create_study, run_search
+from jumpsearch.training import compile_model, train_and_evaluate
 
 __all__ = [
+    "Best",
+    "FinalResult",
     "Candidate",
     "ConfigError",
     "DataConfig",
@@ -40,16 +45,23 @@ __all__ = [
     "SearchSpace",
     "SparseNetConfig",
     "TrainingConfig",
+    "best_configs",
     "build_model",
     "canonical_config",
+    "compile_model",
     "count_flops",
     "count_params",
     "create_study",
+    "export_configs",
+    "load_configs",
     "load_dataset",
     "load_space",
     "load_study",
     "pareto_front",
     "run_ablation",
     "run_search",
+    "train_and_evaluate",
+    "train_final",
     "write_ablation",
+    "write_report",
 ]

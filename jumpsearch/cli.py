@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,13 +15,33 @@ INTERRUPTED = (
 
 
 def _run(args: argparse.Namespace) -> int:
+    from jumpsearch.data import load_dataset
     from jumpsearch.results import format_table, pareto_front
     from jumpsearch.space import load_space
     from jumpsearch.storage import default_storage, redact
-    from jumpsearch.study import count_complete, run_search
+    from jumpsearch.study import count_complete, create_study, run_search
+    from jumpsearch.workers import gpu_ids, spawn_workers
 
     space = load_space(args.space)
     storage = args.storage or default_storage(space.name)
+    seed = space.seed if args.seed is None else args.seed
+    gpus = gpu_ids(args.gpus) if args.gpus else None
+    workers = len(gpus) if gpus else args.workers
+    if workers < 1:
+        raise JumpsearchError("--workers: must be at least 1")
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # before TensorFlow loads: this process is worker 0
+    data, children = None, []
+    if workers > 1:
+        # Check the input and create the study once, here, before any other worker starts.
+        data = load_dataset(space.data, args.data_dir)
+        space.check_input(data.input_shape, f"{args.space} ({space.data.dataset})")
+        name = create_study(space, storage, args.study_name, seed, args.heartbeat).study_name
+        shared = ["--space", args.space, "--storage", storage, "--study-name", name, "--heartbeat", str(args.heartbeat)]
+        for flag, value in (("--trials", args.trials), ("--timeout", args.timeout), ("--data-dir", args.data_dir)):
+            shared += [flag, str(value)] if value is not None else []
+        children = spawn_workers(shared, workers - 1, seed + 1, gpus[1:] if gpus else None)
+        print(f"jumpsearch: {workers} workers on study {name!r} at {redact(storage)}", file=sys.stderr)
     try:
         study = run_search(
             space,
@@ -28,20 +49,28 @@ def _run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             storage=storage,
             study_name=args.study_name,
-            seed=args.seed,
+            seed=seed,
             data_dir=args.data_dir,
             progress=not args.quiet,
+            data=data,
+            heartbeat=args.heartbeat,
         )
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return 130
+    finally:
+        failed = [child.args for child in children if child.wait() != 0]
     print(f"{count_complete(study)} complete trials in study {study.study_name!r} at {redact(storage)}")
     print(format_table(pareto_front(study)))
+    if failed:
+        print(f"jumpsearch: {len(failed)} of the other workers ended with an error (see above)", file=sys.stderr)
+        return 1
     return 0
 
 
-def _results(args: argparse.Namespace) -> int:
-    from jumpsearch.results import format_table, load_study, pareto_front
+def _study_of(args: argparse.Namespace):  # -> optuna.Study
+    """The study named by --space, or by --storage (and --study-name)."""
+    from jumpsearch.results import load_study
     from jumpsearch.space import load_space
     from jumpsearch.storage import default_storage
 
@@ -50,8 +79,118 @@ def _results(args: argparse.Namespace) -> int:
         space = load_space(args.space)
         storage, name = storage or default_storage(space.name), name or space.name
     if not storage:
-        raise JumpsearchError("results: give --space FILE, or --storage URL (and --study-name if it holds several)")
-    print(format_table(pareto_front(load_study(storage, name))))
+        raise JumpsearchError(
+            f"{args.command}: give --space FILE, or --storage URL (and --study-name if it holds several)"
+        )
+    return load_study(storage, name)
+
+
+def _picked(args: argparse.Namespace):  # -> list[Best]
+    from jumpsearch.results import best_configs
+    from jumpsearch.space import parse_count
+
+    return best_configs(
+        _study_of(args),
+        k=args.k,
+        max_params=parse_count(args.max_params, "--max-params"),
+        max_flops=parse_count(args.max_flops, "--max-flops"),
+        pick_knee=args.knee,
+    )
+
+
+def _results(args: argparse.Namespace) -> int:
+    from jumpsearch.results import format_table, pareto_front, trials_table
+
+    study = _study_of(args)
+    if args.csv or args.parquet:
+        table = trials_table(study)
+        if args.csv:
+            table.to_csv(args.csv, index=False)
+            print(f"wrote {args.csv} ({len(table)} trials)")
+        if args.parquet:
+            try:
+                table.to_parquet(args.parquet, index=False)
+            except ImportError:
+                raise JumpsearchError("--parquet needs pyarrow: pip install 'jumpsearch[parquet]'") from None
+            print(f"wrote {args.parquet} ({len(table)} trials)")
+        return 0
+    order = [b.trial for b in _picked(args)]
+    front = pareto_front(study)
+    if not front.empty:
+        front = front.set_index("trial").loc[order].reset_index()
+    print(format_table(front))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from jumpsearch.results import export_configs
+
+    picked = _picked(args)
+    if not picked:
+        raise JumpsearchError("export: no front trial matches (none completed, or none within the budget)")
+    data = _study_of(args).user_attrs.get("space", {}).get("data")
+    path = export_configs(picked, args.out, data)
+    print(f"wrote {len(picked)} configurations to {path}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from jumpsearch.config import DataConfig
+    from jumpsearch.data import load_dataset
+    from jumpsearch.final import train_final
+    from jumpsearch.results import load_configs
+
+    candidates, data_config = load_configs(args.config)
+    if not 0 <= args.index < len(candidates):
+        raise JumpsearchError(f"{args.config}: --index {args.index}: the file holds {len(candidates)} candidates")
+    candidate = candidates[args.index]
+    if args.dataset:
+        data_config = DataConfig.from_dict({"dataset": args.dataset})
+    if data_config is None:
+        raise JumpsearchError(f"{args.config}: names no data set; pass --dataset digits|cifar10|cifar100|npz")
+    data = load_dataset(data_config, args.data_dir)
+    if data.input_shape != candidate.model.input_shape:
+        raise JumpsearchError(
+            f"{args.config}: the model expects {candidate.model.input_shape} inputs, {data.name} has {data.input_shape}"
+        )
+    augment = {"auto": None, "on": True, "off": False}[args.augment]
+    try:
+        result = train_final(candidate, data, args.out, epochs=args.epochs, augment=augment, seed=args.seed)
+    except KeyboardInterrupt:
+        print("jumpsearch: interrupted; run the same command to resume from the last finished epoch.", file=sys.stderr)
+        return 130
+    test = f"{result.test_accuracy:.4f}" if result.test_accuracy is not None else "n/a (the data set has no test split)"
+    print(f"validation accuracy {result.val_accuracy:.4f}, test accuracy {test}")
+    print(f"saved {result.model_path}; {result.epochs} epochs in {result.train_seconds:.1f} s on {result.device}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from jumpsearch.report import write_report
+
+    study = _study_of(args)
+    path = write_report(study, args.out or f"studies/{study.study_name}-report.html")
+    print(f"wrote {path}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    import optuna_dashboard
+
+    from jumpsearch.results import require_existing
+    from jumpsearch.space import load_space
+    from jumpsearch.storage import default_storage, open_storage, redact
+
+    storage = args.storage or (default_storage(load_space(args.space).name) if args.space else None)
+    if not storage:
+        raise JumpsearchError("dashboard: give --space FILE or --storage URL")
+    require_existing(storage)
+    opened = open_storage(storage)
+    print(f"optuna-dashboard for {redact(storage)} at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
+    try:
+        optuna_dashboard.run_server(opened, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -77,7 +216,8 @@ def _ablate(args: argparse.Namespace) -> int:
         print(INTERRUPTED, file=sys.stderr)
         return 130
     table, paths = write_ablation(studies, args.out, space.name, budgets)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    accuracy = {c: "{:.4f}".format for c in table.columns if "acc" in c}
+    print(table.to_string(index=False, formatters=accuracy))
     for path in paths:
         print(f"wrote {path}")
     return 0
@@ -95,7 +235,22 @@ def _search_arguments(parser: argparse.ArgumentParser, trials_help: str) -> None
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
+def _study_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", metavar="FILE", help="the space file whose default storage and name to read")
+    parser.add_argument("--storage", metavar="URL", help="Optuna storage URL")
+    parser.add_argument("--study-name", metavar="NAME", help="study name (default: the space's name or the only study)")
+
+
+def _pick_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-params", metavar="N", help="only models within this many params, e.g. 500k")
+    parser.add_argument("--max-flops", metavar="N", help="only models within this many FLOPs, e.g. 2M")
+    parser.add_argument("--knee", action="store_true", help="only the knee of the front")
+    parser.add_argument("-k", type=int, metavar="K", help="at most K, most accurate first")
+
+
 def make_parser() -> argparse.ArgumentParser:
+    from jumpsearch.storage import HEARTBEAT_INTERVAL
+
     parser = argparse.ArgumentParser(
         prog="jumpsearch",
         description="Macro-architecture search over JumpNet CNNs: accuracy against parameters in an Optuna study.",
@@ -109,20 +264,77 @@ def make_parser() -> argparse.ArgumentParser:
         "study until it holds --trials complete trials; several workers may share one --storage.",
     )
     _search_arguments(run, "complete trials the study should hold (default: the space's trials, else 20)")
+    run.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="worker processes on this machine (default: 1)"
+    )
+    run.add_argument("--gpus", metavar="all|0,1,…", help="one worker per GPU, each seeing only its own")
+    run.add_argument(
+        "--heartbeat", type=int, default=HEARTBEAT_INTERVAL, metavar="SECONDS",
+        help="seconds between a running trial's heartbeats; a trial silent for 4 is failed and retried (default: 30)",
+    )  # fmt: skip
     run.add_argument("--study-name", metavar="NAME", help="study name (default: the space's name)")
     run.set_defaults(func=_run)
 
     results = commands.add_parser(
         "results",
-        help="print a study's Pareto front",
-        description="Print the Pareto front (accuracy against params) of a study, most accurate first.",
+        help="print a study's Pareto front, or export its trials",
+        description="Print the Pareto front (accuracy against params) of a study, most accurate first; pick "
+        "from it with a budget or the knee; or write every trial as a table.",
     )
-    results.add_argument("--space", metavar="FILE", help="the space file whose default storage and name to read")
-    results.add_argument("--storage", metavar="URL", help="Optuna storage URL")
-    results.add_argument(
-        "--study-name", metavar="NAME", help="study name (default: the space's name or the only study)"
-    )
+    _study_arguments(results)
+    _pick_arguments(results)
+    results.add_argument("--csv", metavar="FILE", help="write every trial as CSV instead")
+    results.add_argument("--parquet", metavar="FILE", help="write every trial as Parquet (needs pyarrow)")
     results.set_defaults(func=_results)
+
+    export = commands.add_parser(
+        "export",
+        help="write the front (or a pick from it) as YAML/JSON for build_model and jumpsearch train",
+        description="Write front configurations, with what they measured and the data set they were searched "
+        "on, to a YAML or JSON file (by its suffix) that load_configs and jumpsearch train read back.",
+    )
+    _study_arguments(export)
+    _pick_arguments(export)
+    export.add_argument("--out", required=True, metavar="FILE", help="e.g. best.yaml or best.json")
+    export.set_defaults(func=_export)
+
+    train = commands.add_parser(
+        "train",
+        help="fully train one exported configuration and report validation and test accuracy",
+        description="Train a configuration from an export file for longer, with a cosine schedule, checkpoints "
+        "and CIFAR augmentation (random crop and flip); run it again after an interruption to resume. Reports "
+        "validation and test accuracy and saves the model in the Keras format.",
+    )
+    train.add_argument("config", metavar="CONFIG", help="a file written by jumpsearch export")
+    train.add_argument("--index", type=int, default=0, metavar="I", help="which candidate of the file (default: 0)")
+    train.add_argument("--epochs", type=int, default=30, metavar="N", help="epochs (default: 30)")
+    train.add_argument("--out", default="models/run", metavar="DIR", help="checkpoints, model.keras, metrics.json")
+    train.add_argument("--augment", choices=("auto", "on", "off"), default="auto", help="default: on for CIFAR")
+    train.add_argument("--dataset", metavar="NAME", help="override the data set the file names")
+    train.add_argument("--data-dir", metavar="DIR", help="folder of extracted CIFAR python batches, or the .npz file")
+    train.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default: 0)")
+    train.set_defaults(func=_train)
+
+    report = commands.add_parser(
+        "report",
+        help="write a self-contained HTML report of a study",
+        description="Write one HTML file (plotly inlined, viewable offline): fronts against params and FLOPs, "
+        "optimization history, importances per objective, parallel coordinates, the front as a table.",
+    )
+    _study_arguments(report)
+    report.add_argument("--out", metavar="FILE", help="default: studies/<study>-report.html")
+    report.set_defaults(func=_report)
+
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="serve optuna-dashboard on a study's storage",
+        description="Start optuna-dashboard on the storage of --space (or --storage) and print its URL.",
+    )
+    dashboard.add_argument("--space", metavar="FILE", help="the space file whose default storage to serve")
+    dashboard.add_argument("--storage", metavar="URL", help="Optuna storage URL")
+    dashboard.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=8080, help="default: 8080")
+    dashboard.set_defaults(func=_dashboard)
 
     ablate = commands.add_parser(
         "ablate",

@@ -1,12 +1,18 @@
-"""The Pareto front of a study as a pandas table, most accurate first."""
+"""A finished study's front: as a table, as configurations to pick from, and as files to take away."""
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
+import yaml
 
+from jumpsearch.config import Candidate, DataConfig, ModelConfig
 from jumpsearch.errors import JumpsearchError
 from jumpsearch.storage import open_storage, redact
 
@@ -22,10 +28,27 @@ COLUMNS = (
 )
 
 
+def require_existing(storage: str) -> None:
+    """Refuse a SQLite or journal file that does not exist, rather than create an empty one by reading."""
+    path = (
+        storage[len("sqlite:///") :] if storage.startswith("sqlite:///") else storage if "://" not in storage else None
+    )
+    if path and not Path(path).is_file():
+        raise JumpsearchError(f"storage {storage}: no such file (has a search run there yet?)")
+
+
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """Every trial as a row (Optuna's trials_dataframe: values are named after the objectives)."""
+    table = study.trials_dataframe(multi_index=False)
+    for column in table.columns:  # the configuration is a mapping: keep it as JSON text in a table
+        if table[column].map(lambda v: isinstance(v, dict)).any():
+            table[column] = table[column].map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v)
+    return table
+
+
 def load_study(storage: str, study_name: str | None = None) -> optuna.Study:
     """Load a study; without a name, the storage's only study. Never creates a storage."""
-    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).is_file():
-        raise JumpsearchError(f"storage {storage}: no such database file (has a search run yet?)")
+    require_existing(storage)
     opened = open_storage(storage)
     names = [s.study_name for s in optuna.get_all_study_summaries(opened, include_best_trial=False)]
     if study_name is None:
@@ -74,3 +97,124 @@ def format_table(table: pd.DataFrame) -> str:
     if "learning_rate" in shown:
         formats["learning_rate"] = "{:.3g}".format
     return shown.to_string(index=False, formatters=formats)
+
+
+@dataclass(frozen=True)
+class Best:
+    """A front trial as people pick it: the candidate to rebuild, and what it measured."""
+
+    candidate: Candidate
+    accuracy: float
+    params: int
+    flops: int
+    trial: int
+
+    @property
+    def model(self) -> ModelConfig:
+        return self.candidate.model
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trial": self.trial,
+            "accuracy": self.accuracy,
+            "params": self.params,
+            "flops": self.flops,
+            **self.candidate.to_dict(),
+        }
+
+
+def _as_study(study_or_storage: optuna.Study | str, study_name: str | None) -> optuna.Study:
+    return study_or_storage if isinstance(study_or_storage, optuna.Study) else load_study(study_or_storage, study_name)
+
+
+def knee(front: list[Best]) -> Best:
+    """The front point farthest from the line joining its ends, accuracy against log10(params), both
+    scaled to [0, 1]: where adding parameters stops buying accuracy."""
+    if len(front) <= 2:
+        return max(front, key=lambda b: b.accuracy)
+    xs = [math.log10(max(b.params, 1)) for b in front]
+    ys = [b.accuracy for b in front]
+    span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    points = [((x - min(xs)) / span_x, (y - min(ys)) / span_y) for x, y in zip(xs, ys, strict=True)]
+    (x0, y0), (x1, y1) = min(points), max(points)
+    length = math.hypot(x1 - x0, y1 - y0) or 1.0
+    distances = [abs((y1 - y0) * x - (x1 - x0) * y + x1 * y0 - y1 * x0) / length for x, y in points]
+    return front[distances.index(max(distances))]
+
+
+def best_configs(
+    study_or_storage: optuna.Study | str,
+    study_name: str | None = None,
+    *,
+    k: int | None = None,
+    max_params: int | None = None,
+    max_flops: int | None = None,
+    pick_knee: bool = False,
+) -> list[Best]:
+    """The Pareto front's configurations, most accurate first, optionally within a parameter or FLOP
+    budget (the first is then the most accurate model under it), cut to ``k``, or only the knee.
+
+    Example:
+        >>> from jumpsearch import best_configs, build_model
+        >>> best = best_configs("sqlite:///studies/digits.db", max_params=20_000)  # doctest: +SKIP
+        >>> model = build_model(best[0].model)  # doctest: +SKIP
+    """
+    study = _as_study(study_or_storage, study_name)
+    front = [
+        Best(
+            Candidate.from_dict(t.user_attrs["config"]),
+            float(t.values[0]),
+            int(t.user_attrs["params"]),
+            int(t.user_attrs["flops"]),
+            t.number,
+        )
+        for t in study.best_trials
+    ]
+    front = [
+        b
+        for b in front
+        if (max_params is None or b.params <= max_params) and (max_flops is None or b.flops <= max_flops)
+    ]
+    front.sort(key=lambda b: (-b.accuracy, b.params))
+    if pick_knee and front:
+        front = [knee(sorted(front, key=lambda b: b.params))]
+    return front[:k] if k is not None else front
+
+
+def export_configs(best: list[Best], path: str | Path, data: dict[str, Any] | None = None) -> Path:
+    """Write candidates (with what they measured, and the data set they were searched on) as YAML or
+    JSON, by the file's suffix; ``load_configs`` and ``jumpsearch train`` read it back."""
+    path = Path(path)
+    document = {"data": data, "candidates": [b.to_dict() for b in best]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(document, indent=2) if path.suffix == ".json" else yaml.safe_dump(document, sort_keys=False)
+    path.write_text(text)
+    return path
+
+
+def load_configs(path: str | Path) -> tuple[list[Candidate], DataConfig | None]:
+    """Read a file from ``export_configs`` (or a single candidate mapping) back into candidates."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text())  # YAML reads JSON too
+    except OSError as e:
+        raise JumpsearchError(f"{path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise JumpsearchError(f"{path}: malformed YAML/JSON ({' '.join(str(e).split())})") from None
+    if isinstance(document, dict) and "candidates" in document:
+        entries, data = document["candidates"], document.get("data")
+    else:
+        entries, data = [document], None
+    if not isinstance(entries, list) or not entries:
+        raise JumpsearchError(f"{path}: candidates: expected a non-empty list")
+    measured = {"trial", "accuracy", "params", "flops"}
+    try:
+        candidates = [
+            Candidate.from_dict({k: v for k, v in e.items() if k not in measured}) if isinstance(e, dict) else e
+            for e in entries
+        ]
+        if not all(isinstance(c, Candidate) for c in candidates):
+            raise JumpsearchError("each candidate must be a mapping with model (and training)")
+        return candidates, DataConfig.from_dict(data) if data else None
+    except JumpsearchError as e:
+        raise JumpsearchError(f"{path}: {e}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import optuna
 from jumpsearch.errors import JumpsearchError
 
 HEARTBEAT_INTERVAL = 30  # seconds between a running trial's heartbeats
-GRACE_PERIOD = 120  # a running trial silent this long is failed and queued again
+GRACE_FACTOR = 4  # a running trial silent for this many heartbeats is failed and queued again
 MAX_RETRY = 3
+CONNECT_ATTEMPTS = 3
 
 
 def default_storage(name: str) -> str:
@@ -25,23 +27,35 @@ def redact(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str, heartbeat: int = HEARTBEAT_INTERVAL, attempts: int = CONNECT_ATTEMPTS
+) -> optuna.storages.BaseStorage:
     """An RDB URL (sqlite, postgresql, mysql), ``redis://…`` or a ``.log`` journal file path.
 
-    Raises JumpsearchError naming the URL when it cannot be reached; nothing is written then.
+    A server that does not answer is tried ``attempts`` times, waiting 1, 2, 4… seconds between; then
+    JumpsearchError names the URL. Nothing is written to a storage that could not be opened.
+    ``heartbeat`` is the seconds between a running trial's heartbeats (RDB storages); a trial silent for
+    four of them is failed and queued again.
     """
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; the warning is noise here
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return _open(url)
-    except JumpsearchError:
-        raise
-    except Exception as e:
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise JumpsearchError(f"storage {redact(url)}: cannot open it ({reason[:300]})") from None
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; the warning is noise
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return _open(url, heartbeat)
+        except JumpsearchError:
+            raise
+        except Exception as e:
+            reason = " ".join(str(e).split()) or type(e).__name__
+            unreachable = any(word in reason.lower() for word in ("connect", "refused", "timeout", "timed out"))
+            if unreachable and attempt + 1 < attempts:
+                time.sleep(2**attempt)
+                continue
+            tries = f" after {attempt + 1} tries" if attempt else ""
+            raise JumpsearchError(f"storage {redact(url)}: cannot open it{tries} ({reason[:300]})") from None
+    raise AssertionError("unreachable")
 
 
-def _open(url: str) -> optuna.storages.BaseStorage:
+def _open(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
     if url.startswith("redis://"):
         import redis
 
@@ -59,9 +73,12 @@ def _open(url: str) -> optuna.storages.BaseStorage:
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # SQLite: writers from several local workers wait for the lock instead of failing "database is locked".
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     return optuna.storages.RDBStorage(
         url,
-        heartbeat_interval=HEARTBEAT_INTERVAL,
-        grace_period=GRACE_PERIOD,
+        engine_kwargs=engine,
+        heartbeat_interval=heartbeat,
+        grace_period=GRACE_FACTOR * heartbeat,
         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
     )

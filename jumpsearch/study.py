@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +17,9 @@ from jumpsearch.counting import count
 from jumpsearch.data import Dataset, load_dataset
 from jumpsearch.errors import ConfigError, JumpsearchError
 from jumpsearch.space import SearchSpace
-from jumpsearch.storage import default_storage, open_storage, redact
+from jumpsearch.storage import HEARTBEAT_INTERVAL, default_storage, open_storage, redact
 
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial, to find it when it hangs
 MAX_CONSECUTIVE_FAILURES = 5
 MAX_CONSECUTIVE_REJECTIONS = 1000
 
@@ -25,8 +29,8 @@ class Objective:
     """Sample → reject on constraints (no training) → train → (accuracy, params[, flops]).
 
     User attributes hold what a person needs to rebuild and judge the trial: ``config`` (the candidate
-    as a dict), ``params``, ``flops``, ``train_seconds``, ``epochs``, ``device``, and ``rejected`` or
-    ``fail_reason`` when it did not complete.
+    as a dict), ``params``, ``flops``, ``train_seconds``, ``epochs``, ``device``, ``worker`` (host:pid),
+    and ``rejected`` or ``fail_reason`` when it did not complete.
     """
 
     space: SearchSpace
@@ -50,6 +54,7 @@ class Objective:
             trial.set_user_attr("rejected", str(e))
             raise optuna.TrialPruned(f"rejected: {e}") from None
         counts = count(candidate.model)
+        trial.set_user_attr("worker", WORKER)
         trial.set_user_attr("config", candidate.to_dict())
         trial.set_user_attr("params", counts.trainable)
         trial.set_user_attr("flops", counts.macs)
@@ -71,7 +76,11 @@ class Objective:
 
 
 def create_study(
-    space: SearchSpace, storage: str | None = None, study_name: str | None = None, seed: int | None = None
+    space: SearchSpace,
+    storage: str | None = None,
+    study_name: str | None = None,
+    seed: int | None = None,
+    heartbeat: int = HEARTBEAT_INTERVAL,
 ) -> optuna.Study:
     """Create the space's study, or load it to resume; the study carries the space it was made from."""
     url = storage or default_storage(space.name)
@@ -79,7 +88,7 @@ def create_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(
-            storage=open_storage(url),
+            storage=open_storage(url, heartbeat),
             study_name=name,
             sampler=space.make_sampler(seed),
             directions=space.directions,
@@ -92,6 +101,9 @@ def create_study(
     if "space" not in study.user_attrs:
         study.set_user_attr("space", space.raw)
         study.set_user_attr("objectives", list(space.objectives))
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2; names show in tables and dashboards
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(space.objectives))
     return study
 
 
@@ -146,10 +158,13 @@ def run_search(
     progress: bool = True,
     train: Callable[..., Any] | None = None,
     data: Dataset | None = None,
+    heartbeat: int = HEARTBEAT_INTERVAL,
 ) -> optuna.Study:
     """Run (or resume) a search until the study holds ``trials`` completed trials, or ``timeout`` seconds.
 
-    ``train`` replaces ``train_and_evaluate`` (same signature); ``data`` skips loading the space's data set.
+    ``train`` replaces ``train_and_evaluate`` (same signature); ``data`` skips loading the space's data set;
+    ``heartbeat`` sets the seconds between a running trial's heartbeats (see ``open_storage``). Several
+    processes may run this against one storage at once: they share the study and its budget.
 
     Example:
         >>> from jumpsearch.space import load_space
@@ -159,7 +174,7 @@ def run_search(
     if data is None:
         data = load_dataset(space.data, data_dir)  # before the study: a missing data set writes nothing
     space.check_input(data.input_shape, f"{space.name} ({space.data.dataset})")
-    study = create_study(space, storage, study_name, seed)
+    study = create_study(space, storage, study_name, seed, heartbeat)
     budget = trials or space.trials
     done = count_complete(study)
     if done >= budget:
@@ -179,6 +194,12 @@ def run_search(
     finally:
         if watch.bar is not None:
             watch.bar.close()
+    try:
+        from jumpsearch.report import annotate_for_dashboard
+
+        annotate_for_dashboard(study)
+    except Exception as e:  # a worker racing another for the note must not fail a finished search
+        print(f"jumpsearch: could not annotate the study for optuna-dashboard ({e})", file=sys.stderr)
     if watch.stopped_because:
         raise JumpsearchError(f"search stopped: {watch.stopped_because}")
     return study

@@ -47,15 +47,35 @@ def setup_device() -> str:
     return f"GPU:0 {name}" + (f" (+{len(gpus) - 1} more)" if len(gpus) > 1 else "")
 
 
-def make_optimizer(config: TrainingConfig):  # -> keras.optimizers.Optimizer
+def make_optimizer(config: TrainingConfig, learning_rate: Any = None):  # -> keras.optimizers.Optimizer
+    """The candidate's optimizer; ``learning_rate`` may replace its constant rate by a schedule."""
     import keras
 
+    rate = config.learning_rate if learning_rate is None else learning_rate
     decay = config.weight_decay or None
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(config.learning_rate, momentum=0.9, nesterov=True, weight_decay=decay)
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=decay)
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay)
-    return keras.optimizers.Adam(config.learning_rate, weight_decay=decay)
+        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(rate, weight_decay=decay)
+
+
+def compile_model(candidate: Candidate, learning_rate: Any = None):  # -> keras.Model
+    """Build the candidate's model and compile it with its training recipe, ready for ``fit``.
+
+    Example:
+        >>> from jumpsearch import best_configs, compile_model
+        >>> model = compile_model(best_configs("sqlite:///studies/digits.db")[0].candidate)  # doctest: +SKIP
+    """
+    from jumpsearch.models import build_model
+
+    model = build_model(candidate.model)
+    model.compile(
+        optimizer=make_optimizer(candidate.training, learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
 
 
 _pipeline: dict[int, tuple[Dataset, object]] = {}

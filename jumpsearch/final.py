@@ -1,0 +1,99 @@
+"""Full training of a chosen configuration: longer, scheduled, augmented, checkpointed and resumable.
+
+This is the only place the test split is used: after training, to report the model a person picked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from jumpsearch.config import Candidate
+from jumpsearch.data import Dataset
+from jumpsearch.training import compile_model, evaluate, setup_device
+
+
+@dataclass(frozen=True)
+class FinalResult:
+    val_accuracy: float
+    test_accuracy: float | None
+    epochs: int
+    train_seconds: float
+    device: str
+    model_path: str
+
+
+def _augment(x, y):  # tf tensors
+    """CIFAR's standard augmentation: pad 4 pixels, take a random crop back, flip left-right at random."""
+    import tensorflow as tf
+
+    h, w, c = x.shape
+    x = tf.image.pad_to_bounding_box(x, 4, 4, h + 8, w + 8)
+    x = tf.image.random_crop(x, (h, w, c))
+    return tf.image.random_flip_left_right(x), y
+
+
+def train_final(
+    candidate: Candidate,
+    data: Dataset,
+    out_dir: str | Path,
+    *,
+    epochs: int,
+    augment: bool | None = None,
+    seed: int = 0,
+    verbose: int = 2,
+    callbacks: Sequence[Any] = (),
+) -> FinalResult:
+    """Train for ``epochs`` with a cosine-decayed rate; augmentation defaults to on for CIFAR.
+
+    ``out_dir`` receives ``backup/`` (Keras's BackupAndRestore: run again after an interruption and
+    training resumes from the last finished epoch), ``best.keras`` (best validation accuracy),
+    ``model.keras`` (the final model) and ``metrics.json``. ``epochs`` in the result counts the epochs
+    this call ran (fewer than asked when it resumed).
+    """
+    import keras
+    import tensorflow as tf
+
+    device = setup_device()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    batch = candidate.training.batch_size
+    steps = math.ceil(len(data.x_train) / batch)
+    schedule = keras.optimizers.schedules.CosineDecay(candidate.training.learning_rate, decay_steps=epochs * steps)
+    model = compile_model(candidate, learning_rate=schedule)
+    augment = data.name.startswith("cifar") if augment is None else augment
+    train = tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train)).shuffle(len(data.x_train), seed=seed)
+    if augment:
+        train = train.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
+    train = train.batch(batch).prefetch(tf.data.AUTOTUNE)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_accuracy", save_best_only=True),
+        keras.callbacks.TerminateOnNaN(),
+        *callbacks,
+    ]
+    start = time.perf_counter()
+    history = model.fit(
+        train,
+        epochs=epochs,
+        validation_data=(data.x_val, data.y_val),
+        callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    model_path = out / "model.keras"
+    model.save(model_path)
+    _, val_accuracy = evaluate(model, data.x_val, data.y_val)
+    test_accuracy = evaluate(model, data.x_test, data.y_test)[1] if data.x_test is not None else None
+    result = FinalResult(
+        val_accuracy, test_accuracy, len(history.history.get("loss", [])), seconds, device, str(model_path)
+    )
+    (out / "metrics.json").write_text(json.dumps({**asdict(result), "candidate": candidate.to_dict()}, indent=2))
+    return result

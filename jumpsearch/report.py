@@ -1,0 +1,121 @@
+"""One self-contained HTML page per study (plotly inlined: it opens with no network), and the
+figures the study carries for optuna-dashboard."""
+
+from __future__ import annotations
+
+import html
+import warnings
+from pathlib import Path
+
+import optuna
+import yaml
+
+from jumpsearch.results import pareto_front
+
+
+def _objective_names(study: optuna.Study) -> list[str]:
+    return list(study.user_attrs.get("objectives", ["accuracy", "params"]))[: len(study.directions)]
+
+
+def front_figure(study: optuna.Study, x: str = "params"):  # -> plotly.graph_objects.Figure
+    """Validation accuracy against params (or FLOPs); hovering a point shows its configuration."""
+    import plotly.graph_objects as go
+
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    front = {t.number for t in study.best_trials}
+    figure = go.Figure()
+    for on_front, name in ((False, "other trials"), (True, "Pareto front")):
+        trials = sorted((t for t in done if (t.number in front) == on_front), key=lambda t: t.user_attrs[x])
+        figure.add_trace(
+            go.Scatter(
+                x=[t.user_attrs[x] for t in trials],
+                y=[t.values[0] for t in trials],
+                mode="lines+markers" if on_front else "markers",
+                line_shape="hv",
+                name=name,
+                marker={"size": 9 if on_front else 6, "opacity": 1.0 if on_front else 0.5},
+                text=[
+                    f"trial {t.number}<br>" + html.escape(str(t.user_attrs.get("config", {}).get("model")))
+                    for t in trials
+                ],
+                hovertemplate="%{text}<br>" + x + " %{x:,}<br>accuracy %{y:.4f}<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        title=f"{study.study_name}: validation accuracy against {x}", xaxis_title=x, yaxis_title="validation accuracy"
+    )
+    figure.update_xaxes(type="log")
+    return figure
+
+
+def _figures(study: optuna.Study) -> list[tuple[str, object]]:
+    import optuna.visualization as vis
+
+    names = _objective_names(study)
+    figures: list[tuple[str, object]] = [
+        ("Pareto front: accuracy against params", front_figure(study, "params")),
+        ("Accuracy against FLOPs", front_figure(study, "flops")),
+        (
+            "Optimization history (accuracy)",
+            vis.plot_optimization_history(study, target=lambda t: t.values[0], target_name="accuracy"),
+        ),
+    ]
+    for i, name in enumerate(names):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                figure = vis.plot_param_importances(study, target=lambda t, i=i: t.values[i], target_name=name)
+        except (ValueError, RuntimeError) as e:  # too few trials, or no parameter varies
+            figure = f"Importances for {name} need more varied completed trials ({e})."
+        figures.append((f"Hyperparameter importances for {name}", figure))
+    figures.append(
+        (
+            "Parallel coordinates (accuracy)",
+            vis.plot_parallel_coordinate(study, target=lambda t: t.values[0], target_name="accuracy"),
+        )
+    )
+    return figures
+
+
+def write_report(study: optuna.Study, path: str | Path) -> Path:
+    """Write the study's report: the fronts against params and FLOPs, history, importances for each
+    objective, parallel coordinates, the front as a table, and the space the study searched."""
+    path = Path(path)
+    sections = []
+    first = True
+    for title, figure in _figures(study):
+        if isinstance(figure, str):
+            body = f"<p>{html.escape(figure)}</p>"
+        else:
+            body = figure.to_html(full_html=False, include_plotlyjs="inline" if first else False)
+            first = False
+        sections.append(f"<h2>{html.escape(title)}</h2>\n{body}")
+    table = pareto_front(study)
+    table_html = "<p>No completed trial yet.</p>" if table.empty else table.to_html(index=False, border=0)
+    space = yaml.safe_dump(study.user_attrs.get("space", {}), sort_keys=False)
+    document = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>jumpsearch report: {html.escape(study.study_name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}}
+td,th{{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}}</style></head>
+<body><h1>jumpsearch report: {html.escape(study.study_name)}</h1>
+<p>{len(study.trials)} trials, {len(study.best_trials)} on the Pareto front. Accuracy is validation accuracy;
+params are trainable weights; FLOPs are multiply-accumulates of one forward pass.</p>
+<h2>The front</h2>{table_html}
+{"".join(sections)}
+<h2>Search space</h2><pre>{html.escape(space)}</pre>
+</body></html>
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(document)
+    return path
+
+
+def annotate_for_dashboard(study: optuna.Study) -> None:
+    """Put the space file in the study's note, and save the front's plot, so that
+    optuna-dashboard shows them beside the trials."""
+    import optuna_dashboard
+
+    space = yaml.safe_dump(study.user_attrs.get("space", {}), sort_keys=False)
+    optuna_dashboard.save_note(study, f"# {study.study_name}\n\nSearch space:\n\n```yaml\n{space}```\n")
+    if study.best_trials:
+        optuna_dashboard.save_plotly_graph_object(study, front_figure(study), graph_object_id="pareto-front")

@@ -1,0 +1,181 @@
+"""Using a finished study: pick from the front, export, train fully, report, and optuna-dashboard."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import keras
+import optuna
+import pytest
+
+from jumpsearch import best_configs, count_params, export_configs, load_configs, load_space, run_search, write_report
+from jumpsearch.cli import main
+from jumpsearch.training import TrainResult
+
+SPACE = """\
+name: picks
+data: {dataset: digits}
+model:
+  groups: {int: [1, 2]}
+  blocks_per_group: 1
+  stem_filters: [8, 8]
+  base_filters: {choice: [8, 16, 24]}
+  jump_spacing: {choice: [0, 1]}
+  jump_width: {float: [0.25, 1.0]}
+training: {epochs: 1, steps_per_epoch: 2, batch_size: 32}
+sampler: random
+trials: 12
+"""
+
+
+def made_up_accuracy(candidate, data, seed):
+    """Bigger is better, with diminishing returns: a front with a clear shape, without training."""
+    params = count_params(candidate.model)
+    return TrainResult(min(0.99, 0.5 + 0.1 * params**0.25 / 4), 0.1, 1, 0.01, "CPU")
+
+
+@pytest.fixture
+def study_url(tmp_path, write_space):
+    url = f"sqlite:///{tmp_path}/picks.db"
+    run_search(load_space(write_space(SPACE)), storage=url, progress=False, train=made_up_accuracy)
+    return url
+
+
+def test_best_configs_pick_like_people_do(study_url):
+    front = best_configs(study_url)
+    assert len(front) >= 2
+    assert [b.accuracy for b in front] == sorted((b.accuracy for b in front), reverse=True)
+    assert all(b.params == count_params(b.model) for b in front)
+    budget = sorted(b.params for b in front)[1]
+    under = best_configs(study_url, max_params=budget)
+    assert under[0].params <= budget and all(b.params <= budget for b in under)
+    assert under[0].accuracy == max(b.accuracy for b in front if b.params <= budget)
+    assert len(best_configs(study_url, k=1)) == 1
+    (knee,) = best_configs(study_url, pick_knee=True)
+    assert knee in front
+
+
+def test_export_round_trips_and_a_fresh_interpreter_builds_and_fits(study_url, tmp_path):
+    front = best_configs(study_url, k=2)
+    for name in ("best.yaml", "best.json"):
+        candidates, data = load_configs(export_configs(front, tmp_path / name, {"dataset": "digits"}))
+        assert candidates == [b.candidate for b in front] and data.dataset == "digits"
+    code = (
+        "from jumpsearch import best_configs, compile_model, load_dataset, DataConfig\n"
+        f"best = best_configs({study_url!r})\n"
+        "model = compile_model(best[0].candidate)\n"
+        "d = load_dataset(DataConfig())\n"
+        "h = model.fit(d.x_train[:64], d.y_train[:64], epochs=1, verbose=0)\n"
+        "print('fitted', model.count_params() > 0, len(h.history['loss']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "fitted True 1" in result.stdout
+
+
+def test_cli_results_pick_and_export(study_url, tmp_path, capsys):
+    assert main(["results", "--storage", study_url, "--max-params", "3k"]) == 0
+    out = capsys.readouterr().out
+    rows = out.splitlines()[1:]
+    assert rows and all(int(row.split()[2].replace(",", "")) <= 3000 for row in rows)
+    assert main(["results", "--storage", study_url, "--csv", str(tmp_path / "t.csv")]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert len(table) == 12 and {"values_accuracy", "values_params", "user_attrs_config"} <= set(table.columns)
+    assert main(["export", "--storage", study_url, "--knee", "--out", str(tmp_path / "k.yaml")]) == 0
+    candidates, data = load_configs(tmp_path / "k.yaml")
+    assert len(candidates) == 1 and data.dataset == "digits"
+    assert main(["results", "--storage", f"sqlite:///{tmp_path}/typo.db"]) == 2
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_train_reports_validation_and_test_and_resumes(study_url, tmp_path, capsys):
+    path = export_configs(best_configs(study_url, k=1), tmp_path / "best.yaml", {"dataset": "digits"})
+    from jumpsearch import train_final
+    from jumpsearch.config import DataConfig
+    from jumpsearch.data import load_dataset
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    (candidate,), _ = load_configs(path)
+    data = load_dataset(DataConfig())
+    with pytest.raises(KeyboardInterrupt):
+        train_final(candidate, data, tmp_path / "run", epochs=4, verbose=0, callbacks=[Interrupt()])
+    resumed = train_final(candidate, data, tmp_path / "run", epochs=4, verbose=0)
+    assert resumed.epochs == 2  # epochs 3 and 4: the first two came back from the backup
+
+    capsys.readouterr()
+    assert main(["train", str(path), "--epochs", "1", "--out", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    assert "validation accuracy" in out and "test accuracy 0." in out
+    metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert 0 <= metrics["val_accuracy"] <= 1 and 0 <= metrics["test_accuracy"] <= 1
+    model = keras.models.load_model(tmp_path / "cli" / "model.keras")
+    assert model.predict(data.x_test[:4], verbose=0).shape == (4, 10)
+
+
+def test_report_is_one_self_contained_page(study_url, tmp_path):
+    study = optuna.load_study(study_name="picks", storage=study_url)
+    html = write_report(study, tmp_path / "r.html").read_text()
+    for title in ("Pareto front: accuracy against params", "Accuracy against FLOPs", "Optimization history",
+                  "Hyperparameter importances for accuracy", "Hyperparameter importances for params",
+                  "Parallel coordinates"):  # fmt: skip
+        assert title in html
+    assert "<script src=" not in html  # plotly is inlined: the page opens offline
+    assert html.count("Plotly.newPlot") >= 5
+    assert f"trial {study.best_trials[0].number}" in html
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_dashboard_serves_the_study_while_a_worker_writes(study_url, tmp_path, write_space):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jumpsearch", "dashboard", "--storage", study_url, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                studies = get_json(f"{base}/api/studies")
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("optuna-dashboard did not answer")
+        (summary,) = [s for s in studies["study_summaries"] if s["study_name"] == "picks"]
+        detail = get_json(f"{base}/api/studies/{summary['study_id']}?after=0")
+        attrs = {a["key"]: a["value"] for a in detail["trials"][0]["user_attrs"]}
+        assert {"config", "params", "flops", "train_seconds", "device"} <= set(attrs)
+        assert "Search space" in json.dumps(detail.get("note", ""))  # the space file is in the study's note
+        # A worker keeps writing while the dashboard reads.
+        space = load_space(write_space(SPACE.replace("trials: 12", "trials: 16")))
+        run_search(space, storage=study_url, progress=False, train=made_up_accuracy)
+        for _ in range(50):  # the dashboard refreshes its view of a study every few seconds
+            detail = get_json(f"{base}/api/studies/{summary['study_id']}?after=0")
+            if len(detail["trials"]) >= 16:
+                break
+            time.sleep(0.2)
+        assert len(detail["trials"]) >= 16
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

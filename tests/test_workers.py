@@ -1,0 +1,119 @@
+"""Many workers, one study: local workers on SQLite, PostgreSQL with a worker killed mid-trial, Redis."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+
+import optuna
+import pytest
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from jumpsearch.cli import main
+
+SPACE = """\
+name: {name}
+data: {{dataset: digits}}
+model: {{groups: {{int: [1, 2]}}, blocks_per_group: 1, stem_filters: [8, 8], base_filters: {{choice: [8, 16]}}}}
+training: {{epochs: {epochs}, steps_per_epoch: {steps}, batch_size: 32}}
+sampler: random
+"""
+
+
+def jumpsearch(*args, cwd=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jumpsearch", "run", *args, "--quiet"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_local_workers_share_a_sqlite_study_without_locking_errors(tmp_path, write_space):
+    space = write_space(SPACE.format(name="local", epochs=1, steps=2))
+    process = jumpsearch("--space", str(space), "--workers", "2", "--trials", "6", cwd=tmp_path)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-3000:]
+    assert "database is locked" not in output
+    study = optuna.load_study(study_name="local", storage=f"sqlite:///{tmp_path}/studies/local.db")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert 6 <= len(complete) <= 7  # the budget counts across workers; one may finish a trial past it
+    assert len({t.user_attrs["worker"] for t in complete}) == 2
+    assert not study.get_trials(states=(TrialState.FAIL,))
+
+
+@pytest.fixture
+def postgres_url():
+    psycopg = pytest.importorskip("psycopg")  # SQLAlchemy's driver for postgresql:// URLs
+    name = f"jumpsearch_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True)
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, write_space, postgres_url):
+    space = write_space(SPACE.format(name="shared", epochs=3, steps=8))
+    args = ["--space", str(space), "--storage", postgres_url, "--trials", "6", "--heartbeat", "1"]
+    workers = [jumpsearch(*args, "--seed", str(i), cwd=tmp_path) for i in range(2)]
+    victim_trial, killed_at = None, None
+    deadline = time.time() + 300
+    while victim_trial is None and time.time() < deadline:  # kill a worker while it trains
+        try:
+            study = optuna.load_study(study_name="shared", storage=postgres_url)
+        except KeyError:
+            time.sleep(0.5)
+            continue
+        for trial in study.get_trials(states=(TrialState.RUNNING,)):
+            pid = int(trial.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
+            victim = next((w for w in workers if w.pid == pid), None)
+            if victim is not None and "config" in trial.user_attrs:
+                os.kill(victim.pid, signal.SIGKILL)
+                victim_trial, killed_at = trial.number, datetime.now()
+                workers.remove(victim)
+                victim.wait()
+                break
+        time.sleep(0.3)
+    assert victim_trial is not None, "no worker was caught mid-trial"
+    (survivor,) = workers
+    output, _ = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, output[-3000:]
+
+    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    trials = study.get_trials()
+    assert trials[victim_trial].state == TrialState.FAIL  # failed by heartbeat, not left RUNNING
+    retries = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == victim_trial]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE  # re-run once, by the survivor
+    assert retries[0].params == trials[victim_trial].params
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) >= 6
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert all(t.state == TrialState.COMPLETE or t.number == victim_trial for t in trials)  # none lost
+    print(f"SIGKILL to retried trial start: {(retries[0].datetime_start - killed_at).total_seconds():.1f} s")
+
+
+def test_redis_journal_storage_holds_a_study(tmp_path, monkeypatch, write_space):
+    pytest.importorskip("redis")
+    name = f"redis-{uuid.uuid4().hex[:8]}"
+    monkeypatch.chdir(tmp_path)
+    space = write_space(SPACE.format(name=name, epochs=1, steps=2))
+    url = "redis://127.0.0.1:6379/0"
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
+    assert main(["run", "--space", str(space), "--storage", url, "--trials", "2", "-q"]) == 0
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+        assert main(["run", "--space", str(space), "--storage", url, "--trials", "3", "-q"]) == 0  # resumes
+        assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)
