@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from jumpsearch.errors import JumpsearchError
@@ -42,6 +43,7 @@ def _run(args: argparse.Namespace) -> int:
             shared += [flag, str(value)] if value is not None else []
         children = spawn_workers(shared, workers - 1, seed + 1, gpus[1:] if gpus else None)
         print(f"jumpsearch: {workers} workers on study {name!r} at {redact(storage)}", file=sys.stderr)
+    deadline = time.monotonic() + args.timeout if args.timeout else None
     try:
         study = run_search(
             space,
@@ -54,18 +56,37 @@ def _run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             data=data,
             heartbeat=args.heartbeat,
+            process_trials=args.recycle or None,
         )
     except KeyboardInterrupt:
+        for child in children:  # they had the same Ctrl-C and fail their own running trials
+            child.wait()
         print(INTERRUPTED, file=sys.stderr)
         return 130
-    finally:
-        failed = [child.args for child in children if child.wait() != 0]
+    remaining = deadline - time.monotonic() if deadline else None
+    if count_complete(study) < (args.trials or space.trials) and (remaining is None or remaining > 1):
+        _recycle(args, storage, study.study_name, seed, remaining)  # other workers go on by themselves
+    failed = [child.args for child in children if child.wait() != 0]
     print(f"{count_complete(study)} complete trials in study {study.study_name!r} at {redact(storage)}")
     print(format_table(pareto_front(study)))
     if failed:
         print(f"jumpsearch: {len(failed)} of the other workers ended with an error (see above)", file=sys.stderr)
         return 1
     return 0
+
+
+def _recycle(args: argparse.Namespace, storage: str, name: str, seed: int, timeout: float | None) -> None:
+    """Go on in a fresh process (same pid, by exec): TensorFlow keeps native memory of every model it
+    traced, and a fresh interpreter is the one reliable way to give it back. The study resumes."""
+    command = [sys.executable, "-m", "jumpsearch", "run", "--space", args.space, "--storage", storage]
+    command += ["--study-name", name, "--seed", str(seed), "--heartbeat", str(args.heartbeat)]
+    command += ["--recycle", str(args.recycle)]
+    for flag, value in (("--trials", args.trials), ("--timeout", timeout), ("--data-dir", args.data_dir)):
+        command += [flag, str(value)] if value is not None else []
+    command += ["--quiet"] if args.quiet else []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
 
 
 def _study_of(args: argparse.Namespace):  # -> optuna.Study
@@ -268,6 +289,10 @@ def make_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, metavar="N", help="worker processes on this machine (default: 1)"
     )
     run.add_argument("--gpus", metavar="all|0,1,…", help="one worker per GPU, each seeing only its own")
+    run.add_argument(
+        "--recycle", type=int, default=20, metavar="N",
+        help="start a fresh process every N trials, returning TensorFlow's memory (default: 20; 0: never)",
+    )  # fmt: skip
     run.add_argument(
         "--heartbeat", type=int, default=HEARTBEAT_INTERVAL, metavar="SECONDS",
         help="seconds between a running trial's heartbeats; a trial silent for 4 is failed and retried (default: 30)",

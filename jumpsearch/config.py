@@ -167,7 +167,32 @@ class ModelConfig(_PlainData):
 
 
 @dataclass(frozen=True)
-class JumpNetConfig(ModelConfig):
+class GroupedConfig(ModelConfig):
+    """Residual groups of blocks whose widths grow geometrically: what JumpNet and ResNet v2 share."""
+
+    blocks_per_group: tuple[int, ...] = (3, 4, 3)
+    base_filters: int = 32
+    growth_rate: float = 2.0
+
+    @property
+    def groups(self) -> int:
+        return len(self.blocks_per_group)
+
+    @property
+    def group_filters(self) -> tuple[int, ...]:
+        """F_g = F_0 · r^g, rounded to a multiple of ``filter_multiple``."""
+        return tuple(self.round_filters(self.base_filters * self.growth_rate**g) for g in range(self.groups))
+
+    def validate(self) -> None:
+        if self.groups < 1 or min(self.blocks_per_group) < 1:
+            raise ConfigError(f"blocks_per_group {self.blocks_per_group}: need at least one group of one block")
+        if self.base_filters < 1 or self.growth_rate <= 0:
+            raise ConfigError("base_filters and growth_rate must be positive")
+        super().validate()
+
+
+@dataclass(frozen=True)
+class JumpNetConfig(GroupedConfig):
     """The JumpNet template: ResNet v2 bottleneck groups joined by group jump links (DESIGN.md).
 
     ``jump_spacing`` s links the input of group g to the output of group g+s-1 for g = 0, s, 2s, …
@@ -175,24 +200,12 @@ class JumpNetConfig(ModelConfig):
     """
 
     family: ClassVar[str] = "jumpnet"
-    blocks_per_group: tuple[int, ...] = (3, 4, 3)
-    base_filters: int = 32
-    growth_rate: float = 2.0
     jump_spacing: int | str = 1
     jump_width: float = 1.0
 
     @property
-    def groups(self) -> int:
-        return len(self.blocks_per_group)
-
-    @property
     def downsamplings(self) -> int:
         return self.groups
-
-    @property
-    def group_filters(self) -> tuple[int, ...]:
-        """F_g = F_0 · r^g, rounded to a multiple of ``filter_multiple``."""
-        return tuple(self.round_filters(self.base_filters * self.growth_rate**g) for g in range(self.groups))
 
     @property
     def jump_spans(self) -> tuple[tuple[int, int], ...]:
@@ -211,12 +224,6 @@ class JumpNetConfig(ModelConfig):
         return tuple((g, min(g + s, self.groups) - 1) for g in range(0, self.groups, s))
 
     def validate(self) -> None:
-        if self.groups < 1 or min(self.blocks_per_group) < 1:
-            raise ConfigError(
-                f"blocks_per_group {self.blocks_per_group}: need at least one group of at least one block"
-            )
-        if self.base_filters < 1 or self.growth_rate <= 0:
-            raise ConfigError("base_filters and growth_rate must be positive")
         if self.jump_spacing != "exp" and (isinstance(self.jump_spacing, str) or self.jump_spacing < 0):
             raise ConfigError(f"jump_spacing {self.jump_spacing!r}: must be 0 (no links), positive, or 'exp'")
         if self.jump_width <= 0:
@@ -225,7 +232,7 @@ class JumpNetConfig(ModelConfig):
 
 
 @dataclass(frozen=True)
-class ResNetV2Config(ModelConfig):
+class ResNetV2Config(GroupedConfig):
     """Pre-activation ResNet (He et al. 2016): stride 2 and a projection where each group after the first
     starts; bottleneck blocks expand 4×. ResNet-164 is (18, 18, 18) bottleneck blocks from 16 filters."""
 
@@ -233,27 +240,11 @@ class ResNetV2Config(ModelConfig):
     stem_filters: tuple[int, int] = (16, 16)
     blocks_per_group: tuple[int, ...] = (18, 18, 18)
     base_filters: int = 16
-    growth_rate: float = 2.0
     bottleneck: bool = True
-
-    @property
-    def groups(self) -> int:
-        return len(self.blocks_per_group)
 
     @property
     def downsamplings(self) -> int:
         return self.groups - 1
-
-    @property
-    def group_filters(self) -> tuple[int, ...]:
-        return tuple(self.round_filters(self.base_filters * self.growth_rate**g) for g in range(self.groups))
-
-    def validate(self) -> None:
-        if self.groups < 1 or min(self.blocks_per_group) < 1:
-            raise ConfigError(f"blocks_per_group {self.blocks_per_group}: need at least one group of one block")
-        if self.base_filters < 1 or self.growth_rate <= 0:
-            raise ConfigError("base_filters and growth_rate must be positive")
-        super().validate()
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,9 @@ class _Watch:
     """Stops the loop at the budget, or when trials keep failing or being rejected; drives the progress bar."""
 
     budget: int
+    process_trials: int | None = None
     bar: Any = None
+    trained: int = 0
     failures: int = 0
     rejections: int = 0
     last_reason: str = ""
@@ -134,7 +136,8 @@ class _Watch:
             best = max((t.values[0] for t in front), default=float("nan"))
             self.bar.set_postfix(front=len(front), best_acc=f"{best:.4f}", refresh=False)
             self.bar.update(max(done - self.bar.n, 0))
-        if done >= self.budget:
+        self.trained += trial.state in (TrialState.COMPLETE, TrialState.FAIL)
+        if done >= self.budget or (self.process_trials and self.trained >= self.process_trials):
             study.stop()
         elif self.failures >= MAX_CONSECUTIVE_FAILURES:
             self.stopped_because = f"{self.failures} trials in a row failed; the last: {self.last_reason}"
@@ -159,12 +162,16 @@ def run_search(
     train: Callable[..., Any] | None = None,
     data: Dataset | None = None,
     heartbeat: int = HEARTBEAT_INTERVAL,
+    process_trials: int | None = None,
 ) -> optuna.Study:
     """Run (or resume) a search until the study holds ``trials`` completed trials, or ``timeout`` seconds.
 
     ``train`` replaces ``train_and_evaluate`` (same signature); ``data`` skips loading the space's data set;
     ``heartbeat`` sets the seconds between a running trial's heartbeats (see ``open_storage``). Several
     processes may run this against one storage at once: they share the study and its budget.
+    ``process_trials`` returns after this many trained trials even below the budget: TensorFlow keeps some
+    memory of every traced model, so a long search runs in processes that are replaced now and then (the
+    CLI's ``--recycle``).
 
     Example:
         >>> from jumpsearch.space import load_space
@@ -183,7 +190,7 @@ def run_search(
             file=sys.stderr,
         )
         return study
-    watch = _Watch(budget)
+    watch = _Watch(budget, process_trials)
     if progress:
         from tqdm.auto import tqdm
 

@@ -117,3 +117,39 @@ def test_redis_journal_storage_holds_a_study(tmp_path, monkeypatch, write_space)
         assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
     finally:
         optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_memory_does_not_creep_over_thirty_trials(tmp_path, write_space):
+    """One worker's resident memory after trial 30 stays within a small margin of that after trial 5.
+
+    TensorFlow keeps native memory of every model it traces (about 10-20 MB a trial here, whatever Keras
+    frees), so the worker replaces its own process image every --recycle trials; the pid stays.
+    """
+    space = write_space(SPACE.format(name="memory", epochs=1, steps=1))
+    worker = jumpsearch("--space", str(space), "--trials", "31", "--recycle", "12", cwd=tmp_path)
+    storage = f"sqlite:///{tmp_path}/studies/memory.db"
+
+    def resident_mb() -> float:
+        for line in open(f"/proc/{worker.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+    seen: dict[int, float] = {}
+    while worker.poll() is None and len(seen) < 2:
+        if not (tmp_path / "studies" / "memory.db").exists():
+            time.sleep(0.1)
+            continue
+        try:
+            study = optuna.load_study(study_name="memory", storage=storage)
+            done = len(study.get_trials(states=(TrialState.COMPLETE,)))
+        except KeyError:  # not created yet
+            done = 0
+        for mark in (5, 30):
+            if done >= mark and mark not in seen:
+                seen[mark] = resident_mb()
+        time.sleep(0.1)
+    output, _ = worker.communicate(timeout=600)
+    assert worker.returncode == 0, output[-3000:]
+    print(f"resident memory after trial 5: {seen[5]:.0f} MB, after trial 30: {seen[30]:.0f} MB")
+    assert seen[30] <= seen[5] * 1.1 + 30
