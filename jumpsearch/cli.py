@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -38,9 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         data = load_dataset(space.data, args.data_dir)
         space.check_input(data.input_shape, f"{args.space} ({space.data.dataset})")
         name = create_study(space, storage, args.study_name, seed, args.heartbeat).study_name
-        shared = ["--space", args.space, "--storage", storage, "--study-name", name, "--heartbeat", str(args.heartbeat)]
-        for flag, value in (("--trials", args.trials), ("--timeout", args.timeout), ("--data-dir", args.data_dir)):
-            shared += [flag, str(value)] if value is not None else []
+        shared = _worker_arguments(args, storage, name, args.timeout)
         children = spawn_workers(shared, workers - 1, seed + 1, gpus[1:] if gpus else None)
         print(f"jumpsearch: {workers} workers on study {name!r} at {redact(storage)}", file=sys.stderr)
     deadline = time.monotonic() + args.timeout if args.timeout else None
@@ -75,15 +74,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_arguments(args: argparse.Namespace, storage: str, name: str, timeout: float | None) -> list[str]:
+    """The ``run`` arguments another worker (or this one, recycled) needs to join the same study."""
+    arguments = ["--space", args.space, "--storage", storage, "--study-name", name]
+    arguments += ["--heartbeat", str(args.heartbeat), "--recycle", str(args.recycle)]
+    for flag, value in (("--trials", args.trials), ("--timeout", timeout), ("--data-dir", args.data_dir)):
+        arguments += [flag, str(value)] if value is not None else []
+    return arguments
+
+
 def _recycle(args: argparse.Namespace, storage: str, name: str, seed: int, timeout: float | None) -> None:
     """Go on in a fresh process (same pid, by exec): TensorFlow keeps native memory of every model it
     traced, and a fresh interpreter is the one reliable way to give it back. The study resumes."""
-    command = [sys.executable, "-m", "jumpsearch", "run", "--space", args.space, "--storage", storage]
-    command += ["--study-name", name, "--seed", str(seed), "--heartbeat", str(args.heartbeat)]
-    command += ["--recycle", str(args.recycle)]
-    for flag, value in (("--trials", args.trials), ("--timeout", timeout), ("--data-dir", args.data_dir)):
-        command += [flag, str(value)] if value is not None else []
-    command += ["--quiet"] if args.quiet else []
+    command = [sys.executable, "-m", "jumpsearch", "run", *_worker_arguments(args, storage, name, timeout)]
+    command += ["--seed", str(seed)] + (["--quiet"] if args.quiet else [])
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, command)
@@ -379,6 +383,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `jumpsearch results | head` ends quietly
     args = make_parser().parse_args(argv)
     if getattr(args, "trials", None) is not None and args.trials < 1:
         print("jumpsearch: error: --trials: must be at least 1", file=sys.stderr)

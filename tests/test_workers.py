@@ -153,3 +153,15 @@ def test_memory_does_not_creep_over_thirty_trials(tmp_path, write_space):
     assert worker.returncode == 0, output[-3000:]
     print(f"resident memory after trial 5: {seen[5]:.0f} MB, after trial 30: {seen[30]:.0f} MB")
     assert seen[30] <= seen[5] * 1.1 + 30
+
+
+def test_gpu_lists_are_checked(monkeypatch):
+    from jumpsearch import JumpsearchError
+    from jumpsearch.workers import gpu_ids
+
+    assert gpu_ids("0,1") == ["0", "1"]
+    with pytest.raises(JumpsearchError, match="--gpus first: expected all or GPU indices"):
+        gpu_ids("first")
+    monkeypatch.setattr("shutil.which", lambda name: None)  # a machine without NVIDIA's tools
+    with pytest.raises(JumpsearchError, match="nvidia-smi lists no GPU"):
+        gpu_ids("all")
