@@ -28,9 +28,10 @@ from jumpsearch import Candidate, JumpNetConfig, TrainingConfig, build_model, ca
 from jumpsearch.config import DataConfig  # noqa: E402
 from jumpsearch.counting import count  # noqa: E402
 from jumpsearch.data import Dataset, load_dataset  # noqa: E402
+from jumpsearch.optimizers import make_optimizer  # noqa: E402
 from jumpsearch.space import load_space  # noqa: E402
 from jumpsearch.study import count_complete, run_search  # noqa: E402
-from jumpsearch.training import make_optimizer, setup_device, train_and_evaluate  # noqa: E402
+from jumpsearch.training import setup_device, train_and_evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

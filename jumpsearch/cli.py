@@ -292,7 +292,9 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers", type=int, default=1, metavar="N", help="worker processes on this machine (default: 1)"
     )
-    run.add_argument("--gpus", metavar="all|0,1,…", help="one worker per GPU, each seeing only its own")
+    run.add_argument(
+        "--gpus", metavar="all|0,1,…", help="one worker per listed GPU, each seeing only its own (0,0: two on GPU 0)"
+    )
     run.add_argument(
         "--recycle", type=int, default=20, metavar="N",
         help="start a fresh process every N trials, returning TensorFlow's memory (default: 20; 0: never)",

@@ -47,3 +47,29 @@ def test_callbacks_reach_fit(digits):
 
     train_and_evaluate(tiny(epochs=3), digits, seed=0, callbacks=[Count()])
     assert seen == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("optimizer", "weight_decay"), [("adam", 0.0), ("adam", 1e-3), ("adamw", 1e-2), ("sgd", 1e-4)])
+def test_fused_updates_follow_the_keras_optimizer(digits, optimizer, weight_decay):
+    import numpy as np
+
+    from jumpsearch.optimizers import make_optimizer
+
+    config = TrainingConfig(optimizer=optimizer, weight_decay=weight_decay, learning_rate=0.01)
+    weights = {}
+    for fused in (False, True):
+        keras.utils.set_random_seed(0)
+        model = build_model(tiny().model)
+        start = [w.numpy() for w in model.trainable_weights]
+        model.compile(make_optimizer(config, fused=fused), "sparse_categorical_crossentropy")
+        for step in range(5):
+            model.train_on_batch(
+                digits.x_train[32 * step : 32 * (step + 1)], digits.y_train[32 * step : 32 * (step + 1)]
+            )
+        weights[fused] = [w.numpy() for w in model.trainable_weights]
+    stock = type(make_optimizer(config))
+    assert isinstance(model.optimizer, stock) and type(model.optimizer) is not stock
+    moved = max(float(np.max(np.abs(after - before))) for after, before in zip(weights[True], start, strict=True))
+    assert moved > 1e-3
+    for fused, stock in zip(weights[True], weights[False], strict=True):
+        np.testing.assert_allclose(fused, stock, rtol=1e-4, atol=1e-6)
