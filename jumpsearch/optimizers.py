@@ -47,11 +47,13 @@ class _Fused:
     def _apply_weight_decay(self, variables: list) -> None:
         if self.weight_decay is None:
             return
+        rates: dict[tf.DType, tuple[tf.Tensor, tf.Tensor]] = {}
         for variable in variables:
             if self._use_weight_decay(variable):
                 var = _tf_variable(variable)
-                lr = tf.cast(self.learning_rate, var.dtype)
-                wd = tf.cast(self.weight_decay, var.dtype)
+                if var.dtype not in rates:
+                    rates[var.dtype] = (tf.cast(self.weight_decay, var.dtype), tf.cast(self.learning_rate, var.dtype))
+                wd, lr = rates[var.dtype]
                 var.assign_sub(var * wd * lr)  # Keras's expression, in Keras's order
 
     def _backend_update_step(self, grads: list, trainable_variables: list, learning_rate: Any) -> None:

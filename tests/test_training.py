@@ -71,5 +71,30 @@ def test_fused_updates_follow_the_keras_optimizer(digits, optimizer, weight_deca
     assert isinstance(model.optimizer, stock) and type(model.optimizer) is not stock
     moved = max(float(np.max(np.abs(after - before))) for after, before in zip(weights[True], start, strict=True))
     assert moved > 1e-3
-    for fused, stock in zip(weights[True], weights[False], strict=True):
-        np.testing.assert_allclose(fused, stock, rtol=1e-4, atol=1e-6)
+    for fused_weight, stock_weight in zip(weights[True], weights[False], strict=True):
+        np.testing.assert_allclose(fused_weight, stock_weight, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_fused_updates_run_as_on_a_gpu(digits, optimizer):
+    """A GPU trial compiles with XLA and mixed precision (a loss-scale optimizer around the fused one);
+    the same path runs on a CPU. One step: in float16, later steps amplify last-place rounding."""
+    import numpy as np
+
+    from jumpsearch.optimizers import make_optimizer
+
+    config = TrainingConfig(optimizer=optimizer, weight_decay=1e-4, learning_rate=0.01)
+    weights = {}
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        for fused in (False, True):
+            keras.utils.set_random_seed(0)
+            model = build_model(tiny().model)
+            model.compile(make_optimizer(config, fused=fused), "sparse_categorical_crossentropy", jit_compile=True)
+            model.train_on_batch(digits.x_train[:32], digits.y_train[:32])
+            weights[fused] = [w.numpy() for w in model.trainable_weights]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert type(model.optimizer.inner_optimizer).__name__.startswith("Fused")
+    for fused_weight, stock_weight in zip(weights[True], weights[False], strict=True):
+        np.testing.assert_allclose(fused_weight, stock_weight, rtol=1e-4, atol=1e-6)
