@@ -70,6 +70,35 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+class FirstSteps(keras.callbacks.Callback):
+    """Marks the start of ``fit`` and the end of its first two steps (per-step callbacks sync every step,
+    so this runs apart from the throughput measurements)."""
+
+    def on_train_begin(self, logs=None):
+        self.marks = [time.perf_counter()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        if len(self.marks) < 3:
+            self.marks.append(time.perf_counter())
+
+
+def fixed_costs(candidate: Candidate, data: Dataset, repeats: int) -> dict:
+    """Where a trial's fixed cost goes, on the trial's own path: set-up before ``fit`` (clear the session,
+    build, compile), the first step (the trace and TensorFlow's first-call graph set-up), a later step."""
+    rows = []
+    for r in range(repeats):
+        marks = FirstSteps()
+        start = time.perf_counter()
+        train_and_evaluate(candidate, data, seed=r, callbacks=[marks])
+        rows.append((marks.marks[0] - start, marks.marks[1] - marks.marks[0], marks.marks[2] - marks.marks[1]))
+    set_up, first, second = (statistics.median(column) for column in zip(*rows, strict=True))
+    return {
+        "set_up_seconds": round(set_up, 3),
+        "first_step_seconds": round(first, 3),
+        "second_step_seconds": round(second, 4),
+    }
+
+
 def steady(seconds: list[float]) -> float:
     """An epoch's time after warm-up: the median of every epoch but the first."""
     return statistics.median(seconds[1:])
@@ -206,6 +235,8 @@ def main() -> None:
         result = overhead_and_throughput(name, candidate, data, times)
         print(json.dumps(result), flush=True)
         report["overhead"].append(result)
+    report["fixed_costs"] = {"case": "digits point, 5 epochs", **fixed_costs(digits_point, digits, repeats)}
+    print(json.dumps(report["fixed_costs"]), flush=True)
     report["counting"] = counting(repeats)
     print(json.dumps(report["counting"]), flush=True)
     report["digits_search"] = digits_search(trials)
