@@ -9,26 +9,21 @@ Example:
 
 from jumpsearch.ablation import run_ablation, write_ablation
 from jumpsearch.canonical import canonical_config
-from jumpsearch.config import (
-    Candidate,
-    DataConfig,
-    DenseNetConfig,
-    JumpNetConfig,
-    ModelConfig,
-    ResNetV2Config,
-    SparseNetConfig,
-    TrainingConfig,
-)
+from jumpsearch.config import Candidate, DataConfig, ModelConfig, TrainingConfig, register_family
 from jumpsearch.counting import count_flops, count_params
 from jumpsearch.data import Dataset, load_dataset
-from jumpsearch.errors import ConfigError, JumpsearchError
+from jumpsearch.errors import ConfigError, Interrupted, JumpsearchError
 from jumpsearch.final import FinalResult, train_final
 from jumpsearch.models import build_model
+from jumpsearch.models.densenet import DenseNetConfig, SparseNetConfig
+from jumpsearch.models.jumpnet import JumpNetConfig
+from jumpsearch.models.resnet_v2 import ResNetV2Config
 from jumpsearch.report import write_report
 from jumpsearch.results import Best, best_configs, export_configs, load_configs, load_study, pareto_front
 from jumpsearch.space import SearchSpace, load_space
 from jumpsearch.study import create_study, run_search
 from jumpsearch.training import compile_model, train_and_evaluate
+from jumpsearch.workers import run_workers
 
 __all__ = [
     "Best",
@@ -39,6 +34,7 @@ __all__ = [
     "Dataset",
     "DenseNetConfig",
     "JumpNetConfig",
+    "Interrupted",
     "JumpsearchError",
     "ModelConfig",
     "ResNetV2Config",
@@ -58,8 +54,10 @@ __all__ = [
     "load_space",
     "load_study",
     "pareto_front",
+    "register_family",
     "run_ablation",
     "run_search",
+    "run_workers",
     "train_and_evaluate",
     "train_final",
     "write_ablation",

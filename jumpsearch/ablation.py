@@ -13,12 +13,12 @@ from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
 
 from jumpsearch.data import load_dataset
+from jumpsearch.records import front, trained
 from jumpsearch.results import pareto_front
 from jumpsearch.space import SearchSpace
-from jumpsearch.storage import default_storage
+from jumpsearch.storage import storage_url
 from jumpsearch.study import run_search
 
 
@@ -33,7 +33,7 @@ def run_ablation(
     """Run (or resume) one study per family of the space, each to ``trials`` complete trials, all in one
     storage (default ``studies/<space name>.db``). Other keyword arguments go to ``run_search``."""
     data = load_dataset(space.data, data_dir)
-    storage = storage or default_storage(space.name)
+    storage = storage_url(storage, space.name)
     return {
         family: run_search(space.for_family(family), trials=trials, storage=storage, data=data, **kwargs)
         for family in space.families
@@ -42,11 +42,7 @@ def run_ablation(
 
 def default_budgets(studies: dict[str, optuna.Study], count: int = 4) -> list[int]:
     """``count`` parameter budgets spaced evenly in log between the smallest and largest model trained."""
-    params = [
-        t.user_attrs["params"]
-        for study in studies.values()
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    ]
+    params = [t.user_attrs["params"] for study in studies.values() for t in trained(study)]
     if not params:
         return []
     low, high = math.log10(min(params)), math.log10(max(params))
@@ -59,8 +55,8 @@ def ablation_table(studies: dict[str, optuna.Study], budgets: list[int]) -> pd.D
     and the training seconds spent (with the device they were spent on)."""
     rows = []
     for family, study in studies.items():
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        row: dict = {"family": family, "trials": len(done), "front": len(study.best_trials)}
+        done = trained(study)
+        row: dict = {"family": family, "trials": len(done), "front": len(front(study))}
         row["best_accuracy"] = max((t.values[0] for t in done), default=float("nan"))
         for budget in budgets:
             within = [t.values[0] for t in done if t.user_attrs["params"] <= budget]

@@ -3,106 +3,85 @@
 from __future__ import annotations
 
 import argparse
-import os
+import logging
 import signal
+import socket
 import sys
-import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
 
-from jumpsearch.errors import JumpsearchError
+from jumpsearch.errors import Interrupted, JumpsearchError, raise_interrupted
 
-INTERRUPTED = (
-    "jumpsearch: interrupted; the running trial is marked failed and the study kept. Run the same command to resume."
-)
+logger = logging.getLogger("jumpsearch.cli")
+
+RESUME = {
+    "run": "the running trial is marked failed and the study kept; run the same command to resume",
+    "ablate": "the running trial is marked failed and the studies kept; run the same command to resume",
+    "train": "run the same command to resume from the last finished epoch",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (and the way to the help) instead of a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"jumpsearch: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _run(args: argparse.Namespace) -> int:
-    from jumpsearch.data import load_dataset
+    from jumpsearch.report import annotate_for_dashboard
     from jumpsearch.results import format_table, pareto_front
     from jumpsearch.space import load_space
-    from jumpsearch.storage import default_storage, redact
-    from jumpsearch.study import count_complete, create_study, run_search
-    from jumpsearch.workers import gpu_ids, spawn_workers
+    from jumpsearch.storage import redact, storage_url
+    from jumpsearch.study import count_trained
+    from jumpsearch.workers import gpu_ids, run_workers
 
     space = load_space(args.space)
-    storage = args.storage or default_storage(space.name)
-    seed = space.seed if args.seed is None else args.seed
-    gpus = gpu_ids(args.gpus) if args.gpus else None
-    workers = len(gpus) if gpus else args.workers
-    if workers < 1:
-        raise JumpsearchError("--workers: must be at least 1")
-    if gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # before TensorFlow loads: this process is worker 0
-    data, children = None, []
-    if workers > 1:
-        # Check the input and create the study once, here, before any other worker starts.
-        data = load_dataset(space.data, args.data_dir)
-        space.check_input(data.input_shape, f"{args.space} ({space.data.dataset})")
-        name = create_study(space, storage, args.study_name, seed, args.heartbeat).study_name
-        shared = _worker_arguments(args, storage, name, args.timeout)
-        children = spawn_workers(shared, workers - 1, seed + 1, gpus[1:] if gpus else None)
-        print(f"jumpsearch: {workers} workers on study {name!r} at {redact(storage)}", file=sys.stderr)
-    deadline = time.monotonic() + args.timeout if args.timeout else None
+    study = run_workers(
+        space,
+        workers=args.workers,
+        gpus=gpu_ids(args.gpus) if args.gpus else None,
+        recycle=args.recycle,
+        trials=args.trials,
+        timeout=args.timeout,
+        storage=args.storage,
+        study_name=args.study_name,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        heartbeat=args.heartbeat,
+        progress=not args.quiet,
+    )
     try:
-        study = run_search(
-            space,
-            trials=args.trials,
-            timeout=args.timeout,
-            storage=storage,
-            study_name=args.study_name,
-            seed=seed,
-            data_dir=args.data_dir,
-            progress=not args.quiet,
-            data=data,
-            heartbeat=args.heartbeat,
-            process_trials=args.recycle or None,
-        )
-    except KeyboardInterrupt:
-        for child in children:  # they had the same Ctrl-C and fail their own running trials
-            child.wait()
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
-    remaining = deadline - time.monotonic() if deadline else None
-    if count_complete(study) < (args.trials or space.trials) and (remaining is None or remaining > 1):
-        _recycle(args, storage, study.study_name, seed, remaining)  # other workers go on by themselves
-    failed = [child.args for child in children if child.wait() != 0]
-    print(f"{count_complete(study)} complete trials in study {study.study_name!r} at {redact(storage)}")
+        annotate_for_dashboard(study)
+    except Exception as e:  # a worker racing another for the note must not fail a finished search
+        logger.warning("could not annotate the study for optuna-dashboard (%s)", e)
+    url = storage_url(args.storage, space.name)
+    print(f"{count_trained(study)} trained trials in study {study.study_name!r} at {redact(url)}")
     print(format_table(pareto_front(study)))
-    if failed:
-        print(f"jumpsearch: {len(failed)} of the other workers ended with an error (see above)", file=sys.stderr)
-        return 1
     return 0
-
-
-def _worker_arguments(args: argparse.Namespace, storage: str, name: str, timeout: float | None) -> list[str]:
-    """The ``run`` arguments another worker (or this one, recycled) needs to join the same study."""
-    arguments = ["--space", args.space, "--storage", storage, "--study-name", name]
-    arguments += ["--heartbeat", str(args.heartbeat), "--recycle", str(args.recycle)]
-    for flag, value in (("--trials", args.trials), ("--timeout", timeout), ("--data-dir", args.data_dir)):
-        arguments += [flag, str(value)] if value is not None else []
-    return arguments
-
-
-def _recycle(args: argparse.Namespace, storage: str, name: str, seed: int, timeout: float | None) -> None:
-    """Go on in a fresh process (same pid, by exec): TensorFlow keeps native memory of every model it
-    traced, and a fresh interpreter is the one reliable way to give it back. The study resumes."""
-    command = [sys.executable, "-m", "jumpsearch", "run", *_worker_arguments(args, storage, name, timeout)]
-    command += ["--seed", str(seed)] + (["--quiet"] if args.quiet else [])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, command)
 
 
 def _study_of(args: argparse.Namespace):  # -> optuna.Study
     """The study named by --space, or by --storage (and --study-name)."""
     from jumpsearch.results import load_study
     from jumpsearch.space import load_space
-    from jumpsearch.storage import default_storage
+    from jumpsearch.storage import storage_url
 
     storage, name = args.storage, args.study_name
     if args.space:
         space = load_space(args.space)
-        storage, name = storage or default_storage(space.name), name or space.name
+        storage, name = storage_url(storage, space.name), name or space.name
     if not storage:
         raise JumpsearchError(
             f"{args.command}: give --space FILE, or --storage URL (and --study-name if it holds several)"
@@ -129,6 +108,9 @@ def _results(args: argparse.Namespace) -> int:
     study = _study_of(args)
     if args.csv or args.parquet:
         table = trials_table(study)
+        for path in (args.csv, args.parquet):
+            if path:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
         if args.csv:
             table.to_csv(args.csv, index=False)
             print(f"wrote {args.csv} ({len(table)} trials)")
@@ -179,11 +161,7 @@ def _train(args: argparse.Namespace) -> int:
             f"{args.config}: the model expects {candidate.model.input_shape} inputs, {data.name} has {data.input_shape}"
         )
     augment = {"auto": None, "on": True, "off": False}[args.augment]
-    try:
-        result = train_final(candidate, data, args.out, epochs=args.epochs, augment=augment, seed=args.seed)
-    except KeyboardInterrupt:
-        print("jumpsearch: interrupted; run the same command to resume from the last finished epoch.", file=sys.stderr)
-        return 130
+    result = train_final(candidate, data, args.out, epochs=args.epochs, augment=augment, seed=args.seed)
     test = f"{result.test_accuracy:.4f}" if result.test_accuracy is not None else "n/a (the data set has no test split)"
     print(f"validation accuracy {result.val_accuracy:.4f}, test accuracy {test}")
     print(f"saved {result.model_path}; {result.epochs} epochs in {result.train_seconds:.1f} s on {result.device}")
@@ -202,15 +180,21 @@ def _report(args: argparse.Namespace) -> int:
 def _dashboard(args: argparse.Namespace) -> int:
     import optuna_dashboard
 
-    from jumpsearch.results import require_existing
     from jumpsearch.space import load_space
-    from jumpsearch.storage import default_storage, open_storage, redact
+    from jumpsearch.storage import open_storage, redact, require_existing, storage_url
 
-    storage = args.storage or (default_storage(load_space(args.space).name) if args.space else None)
-    if not storage:
+    if not (args.storage or args.space):
         raise JumpsearchError("dashboard: give --space FILE or --storage URL")
+    storage = args.storage or storage_url(None, load_space(args.space).name)
     require_existing(storage)
     opened = open_storage(storage)
+    with socket.socket() as probe:  # a port in use is found now, not as a traceback from the server
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as e:
+            raise JumpsearchError(
+                f"--port {args.port}: cannot listen on {args.host}:{args.port} ({e.strerror})"
+            ) from None
     print(f"optuna-dashboard for {redact(storage)} at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
     try:
         optuna_dashboard.run_server(opened, host=args.host, port=args.port)
@@ -227,19 +211,15 @@ def _ablate(args: argparse.Namespace) -> int:
     budgets = None
     if args.budgets:
         budgets = [parse_count(b, "--budgets") for b in args.budgets.split(",")]
-    try:
-        studies = run_ablation(
-            space,
-            trials=args.trials,
-            timeout=args.timeout,
-            storage=args.storage,
-            seed=args.seed,
-            data_dir=args.data_dir,
-            progress=not args.quiet,
-        )
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+    studies = run_ablation(
+        space,
+        trials=args.trials,
+        timeout=args.timeout,
+        storage=args.storage,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        progress=not args.quiet,
+    )
     table, paths = write_ablation(studies, args.out, space.name, budgets)
     accuracy = {c: "{:.4f}".format for c in table.columns if "acc" in c}
     print(table.to_string(index=False, formatters=accuracy))
@@ -252,7 +232,7 @@ def _search_arguments(parser: argparse.ArgumentParser, trials_help: str) -> None
     parser.add_argument(
         "--space", required=True, metavar="FILE", help="search space YAML, e.g. search_spaces/digits.yaml"
     )
-    parser.add_argument("--trials", type=int, metavar="N", help=trials_help)
+    parser.add_argument("--trials", type=_positive, metavar="N", help=trials_help)
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting new trials after this long")
     parser.add_argument("--storage", metavar="URL", help="Optuna storage (default: sqlite:///studies/<space name>.db)")
     parser.add_argument("--seed", type=int, metavar="N", help="sampler and training seed (default: the space's seed)")
@@ -276,11 +256,12 @@ def _pick_arguments(parser: argparse.ArgumentParser) -> None:
 def make_parser() -> argparse.ArgumentParser:
     from jumpsearch.storage import HEARTBEAT_INTERVAL
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jumpsearch",
         description="Macro-architecture search over JumpNet CNNs: accuracy against parameters in an Optuna study.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug messages, the backend's start-up lines too")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser(
         "run",
@@ -290,7 +271,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     _search_arguments(run, "complete trials the study should hold (default: the space's trials, else 20)")
     run.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="worker processes on this machine (default: 1)"
+        "--workers", type=_positive, default=1, metavar="N", help="worker processes on this machine (default: 1)"
     )
     run.add_argument(
         "--gpus", metavar="all|0,1,…", help="one worker per listed GPU, each seeing only its own (0,0: two on GPU 0)"
@@ -338,7 +319,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", metavar="CONFIG", help="a file written by jumpsearch export")
     train.add_argument("--index", type=int, default=0, metavar="I", help="which candidate of the file (default: 0)")
-    train.add_argument("--epochs", type=int, default=30, metavar="N", help="epochs (default: 30)")
+    train.add_argument("--epochs", type=_positive, default=30, metavar="N", help="epochs (default: 30)")
     train.add_argument("--out", default="models/run", metavar="DIR", help="checkpoints, model.keras, metrics.json")
     train.add_argument("--augment", choices=("auto", "on", "off"), default="auto", help="default: on for CIFAR")
     train.add_argument("--dataset", metavar="NAME", help="override the data set the file names")
@@ -385,14 +366,24 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from jumpsearch.logs import configure
+
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `jumpsearch results | head` ends quietly
     args = make_parser().parse_args(argv)
-    if getattr(args, "trials", None) is not None and args.trials < 1:
-        print("jumpsearch: error: --trials: must be at least 1", file=sys.stderr)
-        return 2
+    configure(logging.DEBUG if args.verbose else logging.INFO)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, raise_interrupted)
     try:
         return args.func(args)
+    except Interrupted as e:
+        hint = RESUME.get(args.command, "nothing was left half-written")
+        print(f"jumpsearch: interrupted by {e.name}; {hint}.", file=sys.stderr)
+        return e.exit_status
     except JumpsearchError as e:
         print(f"jumpsearch: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an output file or folder that cannot be written
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"jumpsearch: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2

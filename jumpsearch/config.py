@@ -1,17 +1,24 @@
-"""Configurations as plain data.
+"""Configurations as plain data, checked when they are made.
 
 A configuration is a frozen dataclass that round-trips through dicts, JSON and YAML, so a trial can
 store it, a file can carry it, and a fresh interpreter can rebuild the model from it with nothing else.
-Models, counts and studies are built from configurations, never the other way round.
+Every field carries its rule; ``__post_init__`` coerces and checks each field, then the class's
+cross-field rules, so a configuration that exists is one that builds. A search space checks its ranges
+against the same rules (``check_field``) before any trial exists.
+
+Families register themselves with ``register_family`` in their own module under ``jumpsearch.models``,
+beside their template and named configurations.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -19,7 +26,36 @@ import yaml
 
 from jumpsearch.errors import ConfigError
 
-MODEL_FAMILIES: dict[str, type[ModelConfig]] = {}
+# ---------------------------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a field accepts, as a predicate and the words an error uses ("must be positive")."""
+
+    ok: Callable[[Any], bool]
+    says: str
+
+
+def rule(default: Any, ok: Callable[[Any], bool] | None = None, says: str = "") -> Any:
+    """A dataclass field whose values are checked by ``ok`` (after coercion to the field's type)."""
+    return field(default=default, metadata={"rule": Rule(ok, says)} if ok else {})
+
+
+def at_least(n: float) -> Callable[[Any], bool]:
+    return lambda v: v >= n
+
+
+def positive(v: Any) -> bool:
+    return v > 0
+
+
+def one_of(*choices: Any) -> Callable[[Any], bool]:
+    return lambda v: v in choices
+
+
+def each(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: len(v) > 0 and all(check(x) for x in v)
 
 
 def coerce_value(name: str, hint: Any, value: Any) -> Any:
@@ -55,6 +91,8 @@ def coerce_value(name: str, hint: Any, value: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -64,7 +102,39 @@ def coerce_value(name: str, hint: Any, value: Any) -> Any:
 
 
 class _PlainData:
-    """Dict/JSON/YAML round-trip shared by every configuration dataclass."""
+    """Dict/JSON/YAML round-trip and field checks shared by every configuration dataclass."""
+
+    section: ClassVar[str] = ""  # how errors name this configuration: model, training, data
+
+    def __post_init__(self) -> None:
+        for name in self.field_types():
+            value = self.check_field(name, getattr(self, name))
+            object.__setattr__(self, name, value)  # frozen: coercion (list → tuple, 1 → 1.0) happens once
+        self.check()
+
+    def check(self) -> None:
+        """Rules that span fields; each class adds its own."""
+
+    @classmethod
+    def check_field(cls, name: str, value: Any) -> Any:
+        """``value`` coerced to the field's type, or ConfigError naming the key and the value received."""
+        where = f"{cls.section}.{name}"
+        value = coerce_value(where, cls.field_types()[name], value)
+        checked = cls._rule(name)
+        if checked is not None and value is not None and not checked.ok(value):
+            shown = list(value) if isinstance(value, tuple) else value
+            raise ConfigError(f"{where}: {checked.says}, got {shown!r}")
+        return value
+
+    @classmethod
+    @functools.cache
+    def _rule(cls, name: str) -> Rule | None:
+        """The field's rule, from the class that declared it: a subclass may change a default alone."""
+        for klass in cls.__mro__:
+            declared = getattr(klass, "__dataclass_fields__", {}).get(name)
+            if declared is not None and "rule" in declared.metadata:
+                return declared.metadata["rule"]
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         def plain(v: Any) -> Any:
@@ -73,21 +143,21 @@ class _PlainData:
         return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     @classmethod
+    @functools.cache
     def field_types(cls) -> dict[str, Any]:
         """Declared type of each field, for checking a search space against this configuration."""
         hints = typing.get_type_hints(cls)
-        return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
 
     @classmethod
-    def _from_fields(cls, data: dict[str, Any], where: str) -> Any:
+    def _from_fields(cls, data: Any, where: str) -> Any:
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping, got {data!r}")
         hints = cls.field_types()
         unknown = sorted(set(data) - set(hints))
         if unknown:
             raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(hints))})")
-        kwargs = {k: coerce_value(f"{where}.{k}", hints[k], v) for k, v in data.items()}
-        return cls(**kwargs)
+        return cls(**data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -96,31 +166,119 @@ class _PlainData:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+# ---------------------------------------------------------------------------------------------- models
+
+STEMS = ("shared", "cifar", "imagenet")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A registered model family: its configuration class, its template (read by ``KerasOps`` to build
+    and by ``CountOps`` to count), its one-entry-per-group field and its named configurations."""
+
+    name: str
+    config: type[ModelConfig]
+    template: Callable[..., Any]
+    per_group: str
+    canonical: Mapping[str, Mapping[str, Any]]
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(
+    name: str,
+    *,
+    template: Callable[..., Any],
+    per_group: str,
+    canonical: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Callable[[type[ModelConfig]], type[ModelConfig]]:
+    """Class decorator: make a configuration class the family ``name``.
+
+    ``canonical`` maps names to the fields that differ from the class's defaults, e.g.
+    ``{"resnet_v2_164": {"stem": "cifar"}}``; ``canonical_config(name)`` builds them.
+    """
+
+    def register(cls: type[ModelConfig]) -> type[ModelConfig]:
+        if name in FAMILIES:
+            raise ValueError(f"family {name!r} is registered twice")
+        if per_group not in cls.field_types():
+            raise ValueError(f"family {name!r}: per_group {per_group!r} is not a field of {cls.__name__}")
+        cls.family = name
+        FAMILIES[name] = Family(name, cls, template, per_group, dict(canonical or {}))
+        return cls
+
+    return register
+
+
+def family_names() -> str:
+    return ", ".join(sorted(FAMILIES))
+
+
 @dataclass(frozen=True)
 class ModelConfig(_PlainData):
     """What every family shares: the input the data set fixes, the stem and the classifier.
 
+    ``stem`` is ``shared`` (conv 3×3 → BN → ReLU → conv 3×3 → BN → ReLU, ``stem_filters`` = [s0, s1]; the
+    default, so that families compared in one search differ only in their learner), ``cifar`` (one 3×3
+    convolution that the first pre-activation block follows directly, ``stem_filters`` = [s0]) or
+    ``imagenet`` (conv 7×7 stride 2 → BN → ReLU → 3×3 max-pool stride 2, ``stem_filters`` = [s0]).
     ``from_dict`` dispatches on the ``family`` key, so one loader reads a configuration of any family.
     """
 
+    section: ClassVar[str] = "model"
     family: ClassVar[str] = ""
-    input_shape: tuple[int, int, int] = (32, 32, 3)
-    num_classes: int = 10
-    stem_filters: tuple[int, int] = (16, 32)
-    stem_stride: int | None = None
-    filter_multiple: int = 8
+    input_shape: tuple[int, int, int] = rule((32, 32, 3), each(at_least(1)), "every dimension must be at least 1")
+    num_classes: int = rule(10, at_least(2), "a classifier needs at least 2 classes")
+    stem: str = rule("shared", one_of(*STEMS), f"must be one of {', '.join(STEMS)}")
+    stem_filters: tuple[int, ...] = rule((16, 32), each(at_least(1)), "expected widths of at least 1")
+    stem_stride: int | None = rule(None, one_of(1, 2), "must be 1, 2 or null")
+    filter_multiple: int = rule(8, at_least(1), "must be at least 1")
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.family:
-            MODEL_FAMILIES[cls.family] = cls
+    def check(self) -> None:
+        widths = 2 if self.stem == "shared" else 1
+        if len(self.stem_filters) != widths:
+            raise ConfigError(
+                f"model.stem_filters: the {self.stem} stem takes {widths} width{'s' * (widths > 1)}, "
+                f"got {list(self.stem_filters)}"
+            )
+        h, w, _ = self.input_shape
+        side = min(h, w) // self.stem_reduction
+        if side < 2**self.downsamplings:
+            raise ConfigError(
+                f"model: {self.downsamplings} downsamplings need an input of at least {2**self.downsamplings} "
+                f"pixels after the stem, but a {h}x{w} input with a {self.stem} stem of stride "
+                f"{self.stem_reduction} leaves {side}"
+            )
 
     @property
     def stride(self) -> int:
-        """The stem's stride: 1 for images of 32 pixels or less (CIFAR, digits), else 2."""
+        """The first convolution's stride: 1 for images of 32 pixels or less (CIFAR, digits), else 2;
+        the ImageNet stem always strides 2."""
+        if self.stem == "imagenet":
+            return 2
         if self.stem_stride is not None:
             return self.stem_stride
         return 1 if max(self.input_shape[:2]) <= 32 else 2
+
+    @property
+    def stem_reduction(self) -> int:
+        """How much the stem shrinks each side: its stride, and the ImageNet stem's max-pool."""
+        return 4 if self.stem == "imagenet" else self.stride
+
+    @property
+    def groups(self) -> int:
+        """Entries of the family's per-group field: groups of blocks, or dense blocks."""
+        return len(getattr(self, FAMILIES[self.family].per_group))
+
+    @classmethod
+    def downsamplings_of(cls, groups: int) -> int:
+        """How many times the learner halves the feature map, with this many groups."""
+        raise NotImplementedError
+
+    @property
+    def downsamplings(self) -> int:
+        return self.downsamplings_of(self.groups)
 
     def round_filters(self, x: float) -> int:
         """Round a width to a multiple of ``filter_multiple`` (at least one multiple)."""
@@ -131,159 +289,35 @@ class ModelConfig(_PlainData):
         return {"family": self.family, **super().to_dict()}
 
     @staticmethod
-    def from_dict(data: dict[str, Any], where: str = "model") -> ModelConfig:
+    def family_of(data: Any, where: str = "model") -> type[ModelConfig]:
+        family = data.get("family", "jumpnet") if isinstance(data, dict) else None
+        if family not in FAMILIES:
+            raise ConfigError(f"{where}.family: unknown family {family!r} (known: {family_names()})")
+        return FAMILIES[family].config
+
+    @staticmethod
+    def from_dict(data: Any, where: str = "model") -> ModelConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-        data = dict(data)
-        family = data.pop("family", "jumpnet")
-        if family not in MODEL_FAMILIES:
-            raise ConfigError(f"{where}.family: unknown family {family!r} (known: {', '.join(sorted(MODEL_FAMILIES))})")
-        config = MODEL_FAMILIES[family]._from_fields(data, where)
-        config.validate()
-        return config
-
-    @property
-    def downsamplings(self) -> int:
-        """How many times the learner halves the feature map."""
-        raise NotImplementedError
-
-    def validate(self) -> None:
-        """Raise ConfigError with the reason when this point cannot build a valid model."""
-        h, w, c = self.input_shape
-        if min(h, w, c) < 1:
-            raise ConfigError(f"input_shape {self.input_shape}: every dimension must be positive")
-        if self.num_classes < 2:
-            raise ConfigError(f"num_classes {self.num_classes}: a classifier needs at least 2 classes")
-        if min(self.stem_filters) < 1 or self.filter_multiple < 1:
-            raise ConfigError("stem_filters and filter_multiple must be positive")
-        if self.stride not in (1, 2):
-            raise ConfigError(f"stem_stride {self.stride}: must be 1 or 2")
-        side = min(h, w) // self.stride
-        if side < 2**self.downsamplings:
-            raise ConfigError(
-                f"{self.downsamplings} downsamplings need an input of at least {2**self.downsamplings} pixels "
-                f"after the stem, but a {h}x{w} input with stem stride {self.stride} leaves {side}"
-            )
+        cls = ModelConfig.family_of(data, where)
+        return cls._from_fields({k: v for k, v in data.items() if k != "family"}, where)
 
 
 @dataclass(frozen=True)
 class GroupedConfig(ModelConfig):
     """Residual groups of blocks whose widths grow geometrically: what JumpNet and ResNet v2 share."""
 
-    blocks_per_group: tuple[int, ...] = (3, 4, 3)
-    base_filters: int = 32
-    growth_rate: float = 2.0
-
-    @property
-    def groups(self) -> int:
-        return len(self.blocks_per_group)
+    blocks_per_group: tuple[int, ...] = rule((3, 4, 3), each(at_least(1)), "need at least one group of 1+ blocks")
+    base_filters: int = rule(32, at_least(1), "must be at least 1")
+    growth_rate: float = rule(2.0, positive, "must be positive")
 
     @property
     def group_filters(self) -> tuple[int, ...]:
         """F_g = F_0 · r^g, rounded to a multiple of ``filter_multiple``."""
         return tuple(self.round_filters(self.base_filters * self.growth_rate**g) for g in range(self.groups))
 
-    def validate(self) -> None:
-        if self.groups < 1 or min(self.blocks_per_group) < 1:
-            raise ConfigError(f"blocks_per_group {self.blocks_per_group}: need at least one group of one block")
-        if self.base_filters < 1 or self.growth_rate <= 0:
-            raise ConfigError("base_filters and growth_rate must be positive")
-        super().validate()
 
-
-@dataclass(frozen=True)
-class JumpNetConfig(GroupedConfig):
-    """The JumpNet template: ResNet v2 bottleneck groups joined by group jump links (DESIGN.md).
-
-    ``jump_spacing`` s links the input of group g to the output of group g+s-1 for g = 0, s, 2s, …
-    (a last, shorter span ends at the last group); 0 means no links.
-    """
-
-    family: ClassVar[str] = "jumpnet"
-    jump_spacing: int | str = 1
-    jump_width: float = 1.0
-
-    @property
-    def downsamplings(self) -> int:
-        return self.groups
-
-    @property
-    def jump_spans(self) -> tuple[tuple[int, int], ...]:
-        """(first group, last group) of each jump link.
-
-        ``"exp"`` is SparseNet's exponential pattern over groups: the output of group g receives links
-        from the inputs of groups g, g-1, g-3, g-7, … (spans of 1, 2, 4, 8, … groups).
-        """
-        s = self.jump_spacing
-        if s == "exp":
-            return tuple(
-                (g - 2**j + 1, g) for g in range(self.groups) for j in range(g.bit_length() + 1) if 2**j <= g + 1
-            )
-        if s == 0:
-            return ()
-        return tuple((g, min(g + s, self.groups) - 1) for g in range(0, self.groups, s))
-
-    def validate(self) -> None:
-        if self.jump_spacing != "exp" and (isinstance(self.jump_spacing, str) or self.jump_spacing < 0):
-            raise ConfigError(f"jump_spacing {self.jump_spacing!r}: must be 0 (no links), positive, or 'exp'")
-        if self.jump_width <= 0:
-            raise ConfigError(f"jump_width {self.jump_width}: must be positive (use jump_spacing 0 for no links)")
-        super().validate()
-
-
-@dataclass(frozen=True)
-class ResNetV2Config(GroupedConfig):
-    """Pre-activation ResNet (He et al. 2016): stride 2 and a projection where each group after the first
-    starts; bottleneck blocks expand 4×. ResNet-164 is (18, 18, 18) bottleneck blocks from 16 filters."""
-
-    family: ClassVar[str] = "resnet_v2"
-    stem_filters: tuple[int, int] = (16, 16)
-    blocks_per_group: tuple[int, ...] = (18, 18, 18)
-    base_filters: int = 16
-    bottleneck: bool = True
-
-    @property
-    def downsamplings(self) -> int:
-        return self.groups - 1
-
-
-@dataclass(frozen=True)
-class DenseNetConfig(ModelConfig):
-    """DenseNet(-BC) (Huang et al. 2016): dense blocks of BN-ReLU-1×1 (4k) → BN-ReLU-3×3 (k) layers whose
-    outputs are concatenated, joined by transitions (BN-ReLU-1×1 to ⌊θ·c⌋, 2×2 average pooling)."""
-
-    family: ClassVar[str] = "densenet_bc"
-    stem_filters: tuple[int, int] = (24, 24)
-    layers_per_block: tuple[int, ...] = (16, 16, 16)
-    growth_rate: int = 12
-    compression: float = 0.5
-    bottleneck: bool = True
-
-    @property
-    def downsamplings(self) -> int:
-        return len(self.layers_per_block) - 1
-
-    def validate(self) -> None:
-        if not self.layers_per_block or min(self.layers_per_block) < 1:
-            raise ConfigError(f"layers_per_block {self.layers_per_block}: need at least one block of one layer")
-        if self.growth_rate < 1 or not 0 < self.compression <= 1:
-            raise ConfigError("growth_rate must be positive and compression in (0, 1]")
-        super().validate()
-
-
-@dataclass(frozen=True)
-class SparseNetConfig(DenseNetConfig):
-    """SparseNet (Zhu et al. 2018, "Sparsely Aggregated Convolutional Networks"): as DenseNet, but layer i
-    of a block takes only the outputs at offsets 1, 2, 4, 8, … behind it (the block input counts as one).
-    The seed cites Liu & Zeng 2018, which sparsifies differently; this is the exponential pattern."""
-
-    family: ClassVar[str] = "sparsenet"
-    stem_filters: tuple[int, int] = (48, 48)
-    layers_per_block: tuple[int, ...] = (12, 12, 12)
-    growth_rate: int = 24
-    compression: float = 1.0
-    bottleneck: bool = False
-
+# ---------------------------------------------------------------------------------------------- training
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -292,30 +326,18 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 class TrainingConfig(_PlainData):
     """The recipe a trial trains with: brief in a search, long in ``train``."""
 
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    batch_size: int = 64
-    epochs: int = 5
-    steps_per_epoch: int | None = None
-    weight_decay: float = 0.0
+    section: ClassVar[str] = "training"
+    optimizer: str = rule("adam", one_of(*OPTIMIZERS), f"unknown optimizer (known: {', '.join(OPTIMIZERS)})")
+    learning_rate: float = rule(1e-3, positive, "must be positive")
+    batch_size: int = rule(64, at_least(1), "must be at least 1")
+    epochs: int = rule(5, at_least(1), "must be at least 1")
+    steps_per_epoch: int | None = rule(None, at_least(1), "must be at least 1, or null for one pass over the data")
+    weight_decay: float = rule(0.0, at_least(0), "must not be negative")
 
     @staticmethod
-    def from_dict(data: dict[str, Any], where: str = "training") -> TrainingConfig:
+    def from_dict(data: Any, where: str = "training") -> TrainingConfig:
         config: TrainingConfig = TrainingConfig._from_fields(data, where)
-        config.validate(where)
         return config
-
-    def validate(self, where: str = "training") -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"{where}.optimizer: unknown optimizer {self.optimizer!r} (known: {', '.join(OPTIMIZERS)})"
-            )
-        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1:
-            raise ConfigError(f"{where}: learning_rate, batch_size and epochs must be positive")
-        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ConfigError(f"{where}.steps_per_epoch: must be positive or null")
-        if self.weight_decay < 0:
-            raise ConfigError(f"{where}.weight_decay: must not be negative")
 
 
 @dataclass(frozen=True)
@@ -332,7 +354,7 @@ class Candidate:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> Candidate:
+    def from_dict(data: Any) -> Candidate:
         if not isinstance(data, dict) or "model" not in data:
             raise ConfigError("a candidate needs a 'model' mapping (and optionally 'training')")
         unknown = sorted(set(data) - {"model", "training"})
@@ -345,6 +367,8 @@ class Candidate:
         return Candidate.from_dict(json.loads(text))
 
 
+# ---------------------------------------------------------------------------------------------- data
+
 DATASETS = ("digits", "cifar10", "cifar100", "npz")
 
 
@@ -356,17 +380,16 @@ class DataConfig(_PlainData):
     without it CIFAR comes through ``keras.datasets``).
     """
 
-    dataset: str = "digits"
+    section: ClassVar[str] = "data"
+    dataset: str = rule("digits", one_of(*DATASETS), f"unknown data set (known: {', '.join(DATASETS)})")
     path: str | None = None
-    validation_fraction: float = 0.2
+    validation_fraction: float = rule(0.2, lambda v: 0 < v < 1, "must lie strictly between 0 and 1")
+
+    def check(self) -> None:
+        if self.dataset == "npz" and not self.path:
+            raise ConfigError("data.path: the npz data set needs the path of a .npz file")
 
     @staticmethod
-    def from_dict(data: dict[str, Any], where: str = "data") -> DataConfig:
+    def from_dict(data: Any, where: str = "data") -> DataConfig:
         config: DataConfig = DataConfig._from_fields(data, where)
-        if config.dataset not in DATASETS:
-            raise ConfigError(f"{where}.dataset: unknown data set {config.dataset!r} (known: {', '.join(DATASETS)})")
-        if config.dataset == "npz" and not config.path:
-            raise ConfigError(f"{where}.path: the npz data set needs the path of a .npz file")
-        if not 0 < config.validation_fraction < 1:
-            raise ConfigError(f"{where}.validation_fraction: must lie strictly between 0 and 1")
         return config

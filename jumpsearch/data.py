@@ -56,7 +56,44 @@ def _images(x: np.ndarray, scale: float | None = None) -> np.ndarray:
 
 
 def _labels(y: np.ndarray) -> np.ndarray:
-    return np.asarray(y).reshape(-1).astype(np.int32)
+    """Labels as integer class indices; the values themselves are checked in ``_validate``."""
+    y = np.asarray(y).reshape(-1)
+    if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y)))):
+        raise JumpsearchError(f"labels must be integer class indices, got values of type {y.dtype}")
+    return y.astype(np.int64)
+
+
+def _validate(source: str, x_train: np.ndarray, y_train: np.ndarray, x_test, y_test) -> int:
+    """Check what a search would otherwise find late, or never: return the number of classes."""
+    if x_train.ndim != 4 or len(x_train) == 0:
+        raise JumpsearchError(f"{source}: x_train must hold N×H×W or N×H×W×C images, got shape {x_train.shape}")
+    if len(x_train) != len(y_train):
+        raise JumpsearchError(f"{source}: {len(x_train)} training images but {len(y_train)} labels")
+    for split, x in (("x_train", x_train), ("x_test", x_test)):
+        if x is not None and not np.all(np.isfinite(x)):
+            raise JumpsearchError(f"{source}: {split} holds {int(np.sum(~np.isfinite(x)))} NaN or infinite pixels")
+    low, high = int(y_train.min()), int(y_train.max())
+    present = np.unique(y_train)
+    if low < 0:
+        raise JumpsearchError(f"{source}: y_train holds the negative label {low}; labels are class indices 0…K-1")
+    if len(present) < 2:
+        raise JumpsearchError(f"{source}: y_train holds one class ({low}); a classifier needs at least 2")
+    if len(present) != high + 1:
+        missing = next(i for i, label in enumerate(present.tolist()) if label != i)  # present is sorted
+        raise JumpsearchError(
+            f"{source}: labels must be class indices 0…K-1, but y_train has {len(present)} classes up to {high} "
+            f"(no image of class {missing})"
+        )
+    if x_test is not None:
+        if x_test.shape[1:] != x_train.shape[1:]:
+            raise JumpsearchError(
+                f"{source}: x_test images are {x_test.shape[1:]}, x_train images {x_train.shape[1:]}; they must match"
+            )
+        if len(x_test) != len(y_test):
+            raise JumpsearchError(f"{source}: {len(x_test)} test images but {len(y_test)} labels")
+        if len(y_test) and (y_test.min() < 0 or y_test.max() > high):
+            raise JumpsearchError(f"{source}: y_test holds labels outside the training classes 0…{high}")
+    return high + 1
 
 
 def _split(x: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.ndarray, ...]:
@@ -133,15 +170,18 @@ def _load_npz(path: str) -> tuple[np.ndarray | None, ...]:
     missing = [k for k in ("x_train", "y_train") if k not in arrays]
     if missing:
         raise JumpsearchError(f"{path}: the .npz needs arrays x_train and y_train (missing {', '.join(missing)})")
-    if arrays["x_train"].ndim not in (3, 4) or len(arrays["x_train"]) != len(arrays["y_train"]):
-        raise JumpsearchError(f"{path}: x_train must be N×H×W or N×H×W×C images with one label each in y_train")
+    if arrays["x_train"].ndim not in (3, 4):
+        raise JumpsearchError(f"{path}: x_train must be N×H×W or N×H×W×C images, got shape {arrays['x_train'].shape}")
     has_test = "x_test" in arrays and "y_test" in arrays
-    return (
-        _images(arrays["x_train"]),
-        _images(arrays["x_test"]) if has_test else None,
-        _labels(arrays["y_train"]),
-        _labels(arrays["y_test"]) if has_test else None,
-    )
+    try:
+        return (
+            _images(arrays["x_train"]),
+            _images(arrays["x_test"]) if has_test else None,
+            _labels(arrays["y_train"]),
+            _labels(arrays["y_test"]) if has_test else None,
+        )
+    except JumpsearchError as e:
+        raise JumpsearchError(f"{path}: {e}") from None
 
 
 def load_dataset(config: DataConfig, data_dir: str | Path | None = None) -> Dataset:
@@ -159,7 +199,7 @@ def load_dataset(config: DataConfig, data_dir: str | Path | None = None) -> Data
     else:
         assert path is not None  # DataConfig.from_dict requires it
         x_train, x_test, y_train, y_test = _load_npz(path)
-    x_fit, x_val, y_fit, y_val = _split(x_train, y_train, config.validation_fraction)
-    labels = [y_train] + ([y_test] if y_test is not None else [])
-    num_classes = int(max(int(y.max()) for y in labels)) + 1
+    num_classes = _validate(path or config.dataset, x_train, y_train, x_test, y_test)
+    x_fit, x_val, y_fit, y_val = _split(x_train, y_train.astype(np.int32), config.validation_fraction)
+    y_test = y_test.astype(np.int32) if y_test is not None else None
     return Dataset(config.dataset, x_fit, y_fit, x_val, y_val, x_test, y_test, num_classes)

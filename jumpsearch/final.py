@@ -15,7 +15,9 @@ from typing import Any
 
 from jumpsearch.config import Candidate
 from jumpsearch.data import Dataset
-from jumpsearch.training import compile_model, evaluate, setup_device
+from jumpsearch.device import setup_device
+from jumpsearch.errors import ConfigError
+from jumpsearch.training import compile_model, evaluate
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,12 @@ def train_final(
     ``model.keras`` (the final model) and ``metrics.json``. ``epochs`` in the result counts the epochs
     this call ran (fewer than asked when it resumed).
     """
+    if epochs < 1:
+        raise ConfigError(f"epochs: must be at least 1, got {epochs}")
+    device = setup_device()
     import keras
     import tensorflow as tf
 
-    device = setup_device()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)

@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import yaml
 
+from jumpsearch.records import front, trained
 from jumpsearch.results import pareto_front
 
 
@@ -21,19 +22,19 @@ def front_figure(study: optuna.Study, x: str = "params"):  # -> plotly.graph_obj
     """Validation accuracy against params (or FLOPs); hovering a point shows its configuration."""
     import plotly.graph_objects as go
 
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    front = {t.number for t in study.best_trials}
+    done = trained(study)
+    on_front = {t.number for t in front(study)}
     figure = go.Figure()
-    for on_front, name in ((False, "other trials"), (True, "Pareto front")):
-        trials = sorted((t for t in done if (t.number in front) == on_front), key=lambda t: t.user_attrs[x])
+    for is_front, name in ((False, "other trials"), (True, "Pareto front")):
+        trials = sorted((t for t in done if (t.number in on_front) == is_front), key=lambda t: t.user_attrs[x])
         figure.add_trace(
             go.Scatter(
                 x=[t.user_attrs[x] for t in trials],
                 y=[t.values[0] for t in trials],
-                mode="lines+markers" if on_front else "markers",
+                mode="lines+markers" if is_front else "markers",
                 line_shape="hv",
                 name=name,
-                marker={"size": 9 if on_front else 6, "opacity": 1.0 if on_front else 0.5},
+                marker={"size": 9 if is_front else 6, "opacity": 1.0 if is_front else 0.5},
                 text=[
                     f"trial {t.number}<br>" + html.escape(str(t.user_attrs.get("config", {}).get("model")))
                     for t in trials
@@ -98,7 +99,8 @@ def write_report(study: optuna.Study, path: str | Path) -> Path:
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}}
 td,th{{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}}</style></head>
 <body><h1>jumpsearch report: {html.escape(study.study_name)}</h1>
-<p>{len(study.trials)} trials, {len(study.best_trials)} on the Pareto front. Accuracy is validation accuracy;
+<p>{len(trained(study))} trained trials ({len(study.trials)} in all), {len(front(study))} on the Pareto front.
+Accuracy is validation accuracy;
 params are trainable weights; FLOPs are multiply-accumulates of one forward pass.</p>
 <h2>The front</h2>{table_html}
 {"".join(sections)}
@@ -117,5 +119,5 @@ def annotate_for_dashboard(study: optuna.Study) -> None:
 
     space = yaml.safe_dump(study.user_attrs.get("space", {}), sort_keys=False)
     optuna_dashboard.save_note(study, f"# {study.study_name}\n\nSearch space:\n\n```yaml\n{space}```\n")
-    if study.best_trials:
+    if front(study):
         optuna_dashboard.save_plotly_graph_object(study, front_figure(study), graph_object_id="pareto-front")

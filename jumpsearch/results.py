@@ -14,7 +14,9 @@ import yaml
 
 from jumpsearch.config import Candidate, DataConfig, ModelConfig
 from jumpsearch.errors import JumpsearchError
-from jumpsearch.storage import open_storage, redact
+from jumpsearch.records import front as front_trials
+from jumpsearch.space import read_yaml
+from jumpsearch.storage import open_storage, redact, require_existing
 
 # Metaparameters shown in the table, in this order; others in a configuration follow them.
 COLUMNS = (
@@ -26,15 +28,6 @@ COLUMNS = (
     "jump_width",
     "stem_filters",
 )
-
-
-def require_existing(storage: str) -> None:
-    """Refuse a SQLite or journal file that does not exist, rather than create an empty one by reading."""
-    path = (
-        storage[len("sqlite:///") :] if storage.startswith("sqlite:///") else storage if "://" not in storage else None
-    )
-    if path and not Path(path).is_file():
-        raise JumpsearchError(f"storage {storage}: no such file (has a search run there yet?)")
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -66,7 +59,7 @@ def load_study(storage: str, study_name: str | None = None) -> optuna.Study:
 def pareto_front(study: optuna.Study) -> pd.DataFrame:
     """One row per front trial: accuracy, params, FLOPs, then the configuration's metaparameters."""
     rows = []
-    for trial in study.best_trials:
+    for trial in front_trials(study):
         config = trial.user_attrs.get("config", {})
         model, training = config.get("model", {}), config.get("training", {})
         row = {
@@ -168,7 +161,7 @@ def best_configs(
             int(t.user_attrs["flops"]),
             t.number,
         )
-        for t in study.best_trials
+        for t in front_trials(study)
     ]
     front = [
         b
@@ -195,12 +188,7 @@ def export_configs(best: list[Best], path: str | Path, data: dict[str, Any] | No
 def load_configs(path: str | Path) -> tuple[list[Candidate], DataConfig | None]:
     """Read a file from ``export_configs`` (or a single candidate mapping) back into candidates."""
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text())  # YAML reads JSON too
-    except OSError as e:
-        raise JumpsearchError(f"{path}: cannot read ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise JumpsearchError(f"{path}: malformed YAML/JSON ({' '.join(str(e).split())})") from None
+    document = read_yaml(path, "configurations")  # YAML reads JSON too
     if isinstance(document, dict) and "candidates" in document:
         entries, data = document["candidates"], document.get("data")
     else:

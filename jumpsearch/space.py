@@ -6,46 +6,78 @@ A value in the ``model`` or ``training`` section is either fixed (any YAML value
     {float: [low, high], log: true}
     {choice: [a, b, c]}
 
-``blocks_per_group`` takes ``per_group: true`` to search one value per group. Every error names the file
-and the key, so a typo never costs a training run.
+``blocks_per_group`` takes ``per_group: true`` to search one value per group. Every fixed value, range
+end and choice is checked against the rule of the configuration field it sets, and the constraints
+against the smallest model of the space, when the file loads: a mistake never costs a training run,
+and never writes a trial. Every error names the file and the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import re
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 import yaml
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from jumpsearch.config import MODEL_FAMILIES, Candidate, DataConfig, ModelConfig, TrainingConfig, coerce_value
+from jumpsearch.config import FAMILIES, Candidate, DataConfig, ModelConfig, TrainingConfig, family_names
+from jumpsearch.counting import count, training_memory
+from jumpsearch.device import memory_budget
 from jumpsearch.errors import ConfigError
+from jumpsearch.samplers import SAMPLERS, make_sampler, sampler_options
 
 OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "flops": "minimize"}
-SAMPLERS = {
-    "tpe": optuna.samplers.TPESampler,
-    "nsga2": optuna.samplers.NSGAIISampler,
-    "random": optuna.samplers.RandomSampler,
-    "qmc": optuna.samplers.QMCSampler,
-}
 TOP_LEVEL = ("name", "data", "model", "training", "objectives", "sampler", "seed", "constraints", "trials")
 SET_BY_DATA = ("input_shape", "num_classes")
 DEFAULT_GROUPS = 3
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as people write numbers: ``1e-4`` is a float (YAML 1.1 wants ``1.0e-4`` and reads a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(path: str | Path, what: str = "file") -> Any:
+    """A YAML (or JSON) file's contents, with numbers read as people write them; errors name the file."""
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (a SafeLoader)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the {what} ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: malformed YAML ({' '.join(str(e).split())})") from None
+
+
 def parse_count(value: Any, where: str) -> int | None:
     """``250000``, ``250k``, ``1.5M``, ``2G`` or null."""
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{where}: expected a positive count, got {value!r}")
         return value
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)\s*", str(value))
-    if not match:
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)\s*", str(value))
+    if not match or float(match.group(1)) <= 0:
         raise ConfigError(f"{where}: expected a count such as 250000, 250k or 1.5M, got {value!r}")
-    scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[match.group(2).lower()]
+    scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}[match.group(2).lower()]
     return int(float(match.group(1)) * scale)
 
 
@@ -59,18 +91,39 @@ class Param:
     step: float | None = None
     per_group: bool = False
 
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+    @property
+    def scalar_choices(self) -> bool:
+        return all(v is None or isinstance(v, (bool, int, float, str)) for v in self.values)
+
+    def distribution(self) -> BaseDistribution | None:
+        """Optuna's distribution for this entry (None when fixed). Lists travel as JSON strings."""
+        if self.kind == "int":
+            return IntDistribution(*self.values, log=self.log, step=int(self.step or 1))
+        if self.kind == "float":
+            return FloatDistribution(*self.values, log=self.log, step=self.step)
+        if self.kind == "choice":
+            choices = list(self.values) if self.scalar_choices else [json.dumps(v) for v in self.values]
+            return CategoricalDistribution(choices)
+        return None
+
+    def suggest(self, trial: Any, name: str) -> Any:
         if self.kind == "fixed":
             return self.values[0]
         if self.kind == "int":
             return trial.suggest_int(name, *self.values, step=int(self.step or 1), log=self.log)
         if self.kind == "float":
             return trial.suggest_float(name, *self.values, step=self.step, log=self.log)
-        # Optuna's categorical choices must be scalars: lists travel as JSON strings.
-        scalar = all(v is None or isinstance(v, (bool, int, float, str)) for v in self.values)
-        if scalar:
+        if self.scalar_choices:
             return trial.suggest_categorical(name, list(self.values))
         return json.loads(trial.suggest_categorical(name, [json.dumps(v) for v in self.values]))
+
+    def describe(self) -> str:
+        if self.kind == "fixed":
+            return json.dumps(self.values[0])
+        if self.kind == "choice":
+            return f"choice {json.dumps(list(self.values))}"
+        extra = "".join([", log" if self.log else "", f", step {self.step}" if self.step else ""])
+        return f"{self.kind} [{self.values[0]}, {self.values[1]}]{extra}"
 
 
 def _param(raw: Any, where: str) -> Param:
@@ -90,6 +143,8 @@ def _param(raw: Any, where: str) -> Param:
     if kind == "choice":
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}.choice: expected a non-empty list of options")
+        if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+            raise ConfigError(f"{where}.choice: an option appears twice in {values!r}")
         if log or step is not None:
             raise ConfigError(f"{where}: log and step apply to int and float ranges, not to choice")
         return Param("choice", tuple(values), per_group=per_group)
@@ -112,25 +167,49 @@ def _param(raw: Any, where: str) -> Param:
     return Param(kind, (low, high), log=log, step=step, per_group=per_group)
 
 
-def _check_type(param: Param, hint: Any, where: str) -> None:
-    """Hold every value a Param can give to the configuration field's type."""
-    if param.kind == "float" and hint in (int, int | None):
+def _check_values(cls: type, key: str, param: Param, where: str, per_group: bool = False) -> None:
+    """Hold every value the entry can give (fixed value, choices, both ends of a range) to the field's
+    type and rule; a per-group entry gives one element of the field at a time."""
+    hint = cls.field_types()[key]
+    if param.kind == "float" and (hint in (int, int | None) or per_group):
         raise ConfigError(f"{where}: a float range for an integer key; use int")
-    if param.kind in ("fixed", "choice"):
-        for v in param.values:
-            coerce_value(where, hint, v)
+    for value in param.values:
+        if per_group and not isinstance(value, list):
+            value = [value]
+        try:
+            cls.check_field(key, value)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {str(e).split(': ', 1)[1]}") from None
 
 
 @dataclass(frozen=True)
 class Constraints:
+    """Limits a point must meet before it is trained: trainable params, FLOPs (multiply-accumulates) and
+    the estimated memory of a training step (``counting.training_memory``), in bytes."""
+
     max_params: int | None = None
     max_flops: int | None = None
+    max_memory: int | None = None
 
-    def violation(self, params: int, flops: int) -> str | None:
-        if self.max_params is not None and params > self.max_params:
-            return f"{params:,} params exceed max_params {self.max_params:,}"
-        if self.max_flops is not None and flops > self.max_flops:
-            return f"{flops:,} FLOPs exceed max_flops {self.max_flops:,}"
+    MEASURES = {
+        "max_params": ("params", lambda c: count(c.model).trainable),
+        "max_flops": ("FLOPs", lambda c: count(c.model).macs),
+        "max_memory": ("bytes of training memory", training_memory),
+    }
+
+    def active(self) -> dict[str, tuple[str, Callable[[Candidate], int], int]]:
+        """Each limit in force: (what it counts, how to count it, the limit). Memory is always limited:
+        without ``max_memory``, by what this machine's device holds (``device.memory_budget``)."""
+        limits = {key: getattr(self, key) for key in self.MEASURES}
+        limits["max_memory"] = limits["max_memory"] or memory_budget()
+        return {key: (*self.MEASURES[key], limit) for key, limit in limits.items() if limit is not None}
+
+    def violation(self, candidate: Candidate) -> tuple[str, float] | None:
+        """The first limit the candidate breaks, and by how much (as a fraction of the limit)."""
+        for key, (unit, measure, limit) in self.active().items():
+            value = measure(candidate)
+            if value > limit:
+                return f"{value:,} {unit} exceed {key} {limit:,}", value / limit - 1
         return None
 
 
@@ -149,6 +228,7 @@ class SearchSpace:
     constraints: Constraints
     trials: int
     raw: dict[str, Any]
+    source: str = "<space>"
 
     @property
     def directions(self) -> list[str]:
@@ -159,9 +239,7 @@ class SearchSpace:
         return tuple(self.model)
 
     def make_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
-        options = dict(self.sampler)
-        cls = SAMPLERS[options.pop("name")]
-        return cls(seed=self.seed if seed is None else seed, **options)
+        return make_sampler(self.sampler, self.seed if seed is None else seed)
 
     def for_family(self, family: str) -> SearchSpace:
         """The sub-space of one family, as its own space named ``<name>-<family>`` (for ``ablate``)."""
@@ -169,43 +247,54 @@ class SearchSpace:
             self, name=f"{self.name}-{family}", family=Param("fixed", (family,)), model={family: self.model[family]}
         )
 
-    def max_downsamplings(self) -> int:
-        """The most halvings of the feature map any point of the space asks for."""
-        most = 0
-        for family, params in self.model.items():
-            cls = MODEL_FAMILIES[family]
-            groups, per_group = params.get("groups"), params.get(_per_group_key(cls))
-            if groups is not None:
-                count = max(int(v) for v in groups.values)
-            elif per_group is not None and per_group.kind in ("fixed", "choice"):
-                count = max(len(v) if isinstance(v, list) else DEFAULT_GROUPS for v in per_group.values)
-            else:
-                count = DEFAULT_GROUPS
-            most = max(most, cls(**{_per_group_key(cls): (1,) * count}).downsamplings)
-        return most
+    def _prefix(self, family: str) -> str:
+        return f"{family}." if self.family.kind != "fixed" else ""
 
-    def check_input(self, input_shape: tuple[int, int, int], source: str) -> None:
-        """Reject, before any trial, a space whose groups cannot all halve this data set's images."""
-        strides = [int(v) for p in self.model.values() if "stem_stride" in p for v in p["stem_stride"].values if v]
-        smallest = max(strides or [1 if max(input_shape[:2]) <= 32 else 2])
-        side = min(input_shape[:2]) // smallest
-        most = max(side.bit_length() - 1, 0)
-        if self.max_downsamplings() > most:
-            raise ConfigError(
-                f"{source}: model.groups: the space reaches {self.max_downsamplings()} downsamplings, but a "
-                f"{input_shape[0]}x{input_shape[1]} input can be halved at most {most} times; lower the upper bound"
-            )
+    def _max_groups(self, family: str) -> int:
+        params = self.model[family]
+        groups, lengths = params.get("groups"), params.get(FAMILIES[family].per_group)
+        if groups is not None:
+            return max(int(v) for v in groups.values)
+        if lengths is not None and lengths.kind in ("fixed", "choice"):
+            return max(len(v) if isinstance(v, list) else DEFAULT_GROUPS for v in lengths.values)
+        return DEFAULT_GROUPS
 
-    def suggest(self, trial: optuna.Trial, input_shape: tuple[int, int, int], num_classes: int) -> Candidate:
-        """Sample one candidate; its model takes input shape and classes from the data set.
+    def distributions(self, families: Iterable[str] | None = None) -> dict[str, BaseDistribution]:
+        """Every parameter a trial of this space can suggest, by name, with its distribution."""
+        found: dict[str, BaseDistribution | None] = {"family": self.family.distribution()}
+        for family in self.families if families is None else families:
+            prefix, key = self._prefix(family), FAMILIES[family].per_group
+            for name, param in self.model[family].items():
+                if name == key and param.per_group:
+                    for g in range(self._max_groups(family)):
+                        found[f"{prefix}{name}_{g}"] = param.distribution()
+                else:
+                    found[prefix + name] = param.distribution()
+        found.update({name: param.distribution() for name, param in self.training.items()})
+        return {name: d for name, d in found.items() if d is not None}
+
+    def fixed_values(self) -> dict[str, Any]:
+        """Every fixed entry, named as a parameter would be."""
+        fixed = {
+            f"{self._prefix(family)}{name}": p.values[0]
+            for family, params in self.model.items()
+            for name, p in params.items()
+            if p.kind == "fixed"
+        }
+        fixed.update({f"training.{name}": p.values[0] for name, p in self.training.items() if p.kind == "fixed"})
+        return fixed
+
+    def suggest(self, trial: Any, input_shape: tuple[int, int, int], num_classes: int) -> Candidate:
+        """Sample one candidate (``trial``: an Optuna trial, or a FixedTrial); its model takes input shape
+        and classes from the data set. Raises ConfigError for a point that cannot be built.
 
         With a choice of families, parameters are named ``<family>.<key>`` so that each family's ranges
         stay apart in the study.
         """
         family = self.family.suggest(trial, "family")
         params = self.model[family]
-        prefix = f"{family}." if self.family.kind != "fixed" else ""
-        key = _per_group_key(MODEL_FAMILIES[family])
+        prefix = self._prefix(family)
+        key = FAMILIES[family].per_group
         values = {k: p.suggest(trial, prefix + k) for k, p in params.items() if k not in ("groups", key)}
         groups = params["groups"].suggest(trial, prefix + "groups") if "groups" in params else None
         lengths = params.get(key)
@@ -216,7 +305,7 @@ class SearchSpace:
             value = lengths.suggest(trial, prefix + key)
             values[key] = value if isinstance(value, list) else [value] * (groups or DEFAULT_GROUPS)
         elif groups is not None:
-            default = getattr(MODEL_FAMILIES[family](), key)
+            default = getattr(FAMILIES[family].config(), key)
             values[key] = [default[min(g, len(default) - 1)] for g in range(groups)]
         model = ModelConfig.from_dict(
             {"family": family, **values, "input_shape": list(input_shape), "num_classes": num_classes}
@@ -224,10 +313,88 @@ class SearchSpace:
         training = TrainingConfig.from_dict({k: p.suggest(trial, k) for k, p in self.training.items()})
         return Candidate(model, training)
 
+    def _at(self, point: dict[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> Candidate | str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return self.suggest(optuna.trial.FixedTrial(point), input_shape, num_classes)
+            except ConfigError as e:
+                return str(e)
 
-def _per_group_key(cls: type[ModelConfig]) -> str:
-    """The family's one-entry-per-group field: blocks_per_group, or layers_per_block for dense blocks."""
-    return next(k for k, t in cls.field_types().items() if t == tuple[int, ...])
+    def smallest(
+        self, measure: Callable[[Candidate], int], input_shape: tuple[int, int, int], num_classes: int
+    ) -> Candidate:
+        """The point of the space with the least ``measure``, by coordinate descent over the ends of every
+        range and every choice (exact where the measure grows with each value, as sizes do).
+
+        Raises ConfigError when no point tried builds a model.
+        """
+        best: tuple[int, Candidate] | None = None
+        reason = ""
+        for family in self.families:
+            options = {
+                name: _ends(d) for name, d in self.distributions([family]).items() if not name.startswith("family")
+            }
+            if self.family.kind != "fixed":
+                options["family"] = [family]
+            point = {name: values[0] for name, values in options.items()}
+            moves = [(None, None)] + [(name, value) for _ in range(2) for name in options for value in options[name]]
+            local: tuple[int, Candidate] | None = None  # this family's best so far
+            for name, value in moves:
+                tried = point if name is None else {**point, name: value}
+                candidate = self._at(tried, input_shape, num_classes)
+                if isinstance(candidate, str):
+                    reason = reason or candidate
+                    continue
+                score = measure(candidate)
+                if local is None or score < local[0]:
+                    local, point = (score, candidate), tried
+            if local is not None and (best is None or local[0] < best[0]):
+                best = local
+        if best is None:
+            raise ConfigError(f"{self.source}: no point of the space builds a model ({reason})")
+        return best[1]
+
+    def check(self, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        """Before any trial: every group count the space reaches fits the images, and the smallest
+        model of the space meets each constraint (else no point could)."""
+        self.check_input(input_shape)
+        for key, (unit, measure, limit) in self.constraints.active().items():
+            smallest = self.smallest(measure, input_shape, num_classes)
+            value = measure(smallest)
+            if value > limit:
+                raise ConfigError(
+                    f"{self.source}: constraints.{key}: the smallest model of the space has {value:,} {unit}, "
+                    f"over the limit {limit:,}; raise the limit or lower the model's ranges"
+                )
+
+    def check_input(self, input_shape: tuple[int, int, int]) -> None:
+        """Reject a space whose groups cannot all halve this data set's images (its worst point: the
+        most groups behind the stem that shrinks the images most)."""
+        for family, params in self.model.items():
+            strides = [v for v in params["stem_stride"].values if v] if "stem_stride" in params else []
+            stems = params["stem"].values if "stem" in params else ("shared",)
+            default = 1 if max(input_shape[:2]) <= 32 else 2
+            reduction = max(4 if s == "imagenet" else max(strides or [default]) for s in stems)
+            most = max((min(input_shape[:2]) // reduction).bit_length() - 1, 0)
+            needed = FAMILIES[family].config.downsamplings_of(self._max_groups(family))
+            if needed > most:
+                h, w = input_shape[:2]
+                raise ConfigError(
+                    f"{self.source}: model.groups: the space reaches {needed} downsamplings, but a {h}x{w} "
+                    f"input can be halved at most {most} times after the stem; lower the upper bound"
+                )
+
+
+def _ends(distribution: BaseDistribution) -> list[Any]:
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    low, high = distribution.low, distribution.high  # type: ignore[attr-defined]
+    if isinstance(distribution, FloatDistribution) and distribution.step:
+        high = low + ((high - low) // distribution.step) * distribution.step
+    elif isinstance(distribution, IntDistribution):
+        high = low + ((high - low) // distribution.step) * distribution.step
+    return [low, high]
 
 
 def _section(raw: dict[str, Any], key: str, source: str) -> dict[str, Any]:
@@ -238,32 +405,31 @@ def _section(raw: dict[str, Any], key: str, source: str) -> dict[str, Any]:
 
 
 def _family_params(family: str, section: dict[str, Any], where_base: str) -> dict[str, Param]:
-    cls = MODEL_FAMILIES[family]
-    types = cls.field_types()
-    per_group_key = _per_group_key(cls)
+    registered = FAMILIES[family]
+    types = registered.config.field_types()
     params: dict[str, Param] = {}
     for key, value in section.items():
         where = f"{where_base}.{key}"
         if key in SET_BY_DATA:
             raise ConfigError(f"{where}: set by the data set, not by the space")
+        param = _param(value, where)
+        if param.per_group and key != registered.per_group:
+            raise ConfigError(f"{where}: per_group applies to {registered.per_group} only")
         if key == "groups":
-            param = _param(value, where)
-            _check_type(param, int, where)
-            if min(int(v) for v in param.values) < 1:
-                raise ConfigError(f"{where}: a model needs at least one group")
+            if param.kind == "float" or not all(isinstance(v, int) and not isinstance(v, bool) for v in param.values):
+                raise ConfigError(f"{where}: expected an integer number of groups")
+            if min(param.values) < 1:
+                raise ConfigError(f"{where}: a model needs at least one group, got {min(param.values)}")
         elif key not in types:
             known = sorted(set(types) - set(SET_BY_DATA) | {"groups"})
             raise ConfigError(f"{where}: unknown key for family {family} (known: {', '.join(known)})")
+        elif key == registered.per_group:
+            if param.per_group and "groups" not in section:
+                raise ConfigError(f"{where}: per_group needs a groups entry to say how many groups")
+            scalar = param.per_group or param.kind == "int" or any(not isinstance(v, list) for v in param.values)
+            _check_values(registered.config, key, param, where, per_group=scalar)
         else:
-            param = _param(value, where)
-            hint = types[key]
-            if key == per_group_key:
-                if param.per_group and "groups" not in section:
-                    raise ConfigError(f"{where}: per_group needs a groups entry to say how many groups")
-                hint = int if param.kind in ("int", "float") or param.per_group else int | tuple[int, ...]
-            _check_type(param, hint, where)
-        if param.per_group and key != per_group_key:
-            raise ConfigError(f"{where}: per_group applies to {per_group_key} only")
+            _check_values(registered.config, key, param, where)
         params[key] = param
     return params
 
@@ -273,12 +439,11 @@ def _model_section(raw: dict[str, Any], source: str) -> tuple[Param, dict[str, d
     mapping of metaparameters per family, under the family's name."""
     section = dict(_section(raw, "model", source))
     family = _param(section.pop("family", "jumpnet"), f"{source}: model.family")
-    known = ", ".join(sorted(MODEL_FAMILIES))
     if family.kind not in ("fixed", "choice") or family.per_group:
-        raise ConfigError(f"{source}: model.family: a family name or {{choice: [names]}} (known: {known})")
+        raise ConfigError(f"{source}: model.family: a family name or {{choice: [names]}} (known: {family_names()})")
     for name in family.values:
-        if name not in MODEL_FAMILIES:
-            raise ConfigError(f"{source}: model.family: unknown family {name!r} (known: {known})")
+        if name not in FAMILIES:
+            raise ConfigError(f"{source}: model.family: unknown family {name!r} (known: {family_names()})")
     if family.kind == "fixed":
         return family, {family.values[0]: _family_params(family.values[0], section, f"{source}: model")}
     stray = sorted(set(section) - set(family.values))
@@ -302,7 +467,7 @@ def _training_section(raw: dict[str, Any], source: str) -> dict[str, Param]:
         param = _param(value, where)
         if param.per_group:
             raise ConfigError(f"{where}: per_group applies to the model's blocks_per_group or layers_per_block only")
-        _check_type(param, types[key], where)
+        _check_values(TrainingConfig, key, param, where)
         params[key] = param
     return params
 
@@ -312,13 +477,22 @@ def _sampler(raw: Any, source: str) -> dict[str, Any]:
     name = options.get("name", "tpe")
     if name not in SAMPLERS:
         raise ConfigError(f"{source}: sampler.name: unknown sampler {name!r} (known: {', '.join(SAMPLERS)})")
-    accepted = set(inspect.signature(SAMPLERS[name]).parameters) - {"seed"}
+    accepted = sampler_options(name)
     for key in options:
         if key != "name" and key not in accepted:
             raise ConfigError(
                 f"{source}: sampler.{key}: not an option of {name} (options: {', '.join(sorted(accepted))})"
             )
     return {**options, "name": name}
+
+
+def _constraints(raw: dict[str, Any], source: str) -> Constraints:
+    section = _section(raw, "constraints", source)
+    keys = tuple(Constraints.MEASURES)
+    unknown = sorted(set(section) - set(keys))
+    if unknown:
+        raise ConfigError(f"{source}: constraints.{unknown[0]}: unknown key (known: {', '.join(keys)})")
+    return Constraints(**{k: parse_count(section.get(k), f"{source}: constraints.{k}") for k in keys})
 
 
 def space_from_dict(raw: Any, source: str = "<space>") -> SearchSpace:
@@ -345,13 +519,6 @@ def space_from_dict(raw: Any, source: str = "<space>") -> SearchSpace:
         or objectives[0] != "accuracy"
     ):
         raise ConfigError(f"{source}: objectives: expected distinct names from {', '.join(OBJECTIVES)}, accuracy first")
-    constraints_raw = _section(raw, "constraints", source)
-    unknown = sorted(set(constraints_raw) - {"max_params", "max_flops"})
-    if unknown:
-        raise ConfigError(f"{source}: constraints.{unknown[0]}: unknown key (known: max_params, max_flops)")
-    constraints = Constraints(
-        *(parse_count(constraints_raw.get(k), f"{source}: constraints.{k}") for k in ("max_params", "max_flops"))
-    )
     seed, trials = raw.get("seed", 0), raw.get("trials", 20)
     for key, value in (("seed", seed), ("trials", trials)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
@@ -365,19 +532,62 @@ def space_from_dict(raw: Any, source: str = "<space>") -> SearchSpace:
         objectives=tuple(objectives),
         sampler=_sampler(raw.get("sampler"), source),
         seed=seed,
-        constraints=constraints,
+        constraints=_constraints(raw, source),
         trials=trials,
         raw=raw,
+        source=source,
     )
 
 
 def load_space(path: str | Path) -> SearchSpace:
-    """Read and check a space file; errors name the file and the key."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the space file ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: malformed YAML ({' '.join(str(e).split())})") from None
-    return space_from_dict(raw, str(path))
+    """Read and check a space file; errors name the file and the key.
+
+    Example:
+        >>> from jumpsearch import load_space
+        >>> space = load_space("search_spaces/digits.yaml")
+        >>> space.name, space.objectives
+        ('digits', ('accuracy', 'params'))
+    """
+    return space_from_dict(read_yaml(path, "space file"), str(path))
+
+
+def space_changes(stored: SearchSpace, new: SearchSpace) -> tuple[list[str], list[str]]:
+    """How ``new`` differs from the space a study was made with: (changes that would corrupt the study,
+    changes it can take). Objectives, the data set, the families and the kind, choices, log scale or
+    step of any parameter must stay; ranges, fixed values, budgets, constraints and the sampler may move."""
+    breaking: list[str] = []
+    noted: list[str] = []
+    if stored.objectives != new.objectives:
+        breaking.append(f"objectives {list(stored.objectives)} -> {list(new.objectives)}")
+    if stored.data != new.data:
+        breaking.append(f"data {stored.data.to_dict()} -> {new.data.to_dict()}")
+    if stored.families != new.families:
+        breaking.append(f"model.family {list(stored.families)} -> {list(new.families)}")
+    old_d, new_d = stored.distributions(), new.distributions()
+    for name in sorted(set(old_d) & set(new_d)):
+        before, after = old_d[name], new_d[name]
+        if before == after:
+            continue
+        same_kind = type(before) is type(after) and not isinstance(before, CategoricalDistribution)
+        if same_kind and (before.log, before.step) == (after.log, after.step):  # type: ignore[attr-defined]
+            noted.append(f"{name} range [{before.low}, {before.high}] -> [{after.low}, {after.high}]")  # type: ignore[attr-defined]
+        else:
+            breaking.append(f"{name} {_shown(before)} -> {_shown(after)}")
+    for name in sorted(set(old_d) ^ set(new_d)):
+        noted.append(f"{name} {'now searched' if name in new_d else 'no longer searched'}")
+    old_fixed, new_fixed = stored.fixed_values(), new.fixed_values()
+    for name in sorted(set(old_fixed) & set(new_fixed)):
+        if old_fixed[name] != new_fixed[name]:
+            noted.append(f"{name} {json.dumps(old_fixed[name])} -> {json.dumps(new_fixed[name])}")
+    for key in ("constraints", "sampler", "trials", "seed"):
+        if stored.raw.get(key) != new.raw.get(key):
+            noted.append(f"{key} {json.dumps(stored.raw.get(key))} -> {json.dumps(new.raw.get(key))}")
+    return breaking, noted
+
+
+def _shown(distribution: BaseDistribution) -> str:
+    if isinstance(distribution, CategoricalDistribution):
+        return f"choice {list(distribution.choices)}"
+    kind = "int" if isinstance(distribution, IntDistribution) else "float"
+    d: Any = distribution
+    return f"{kind} [{d.low}, {d.high}]" + (", log" if d.log else "") + (f", step {d.step}" if d.step else "")

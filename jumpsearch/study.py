@@ -1,78 +1,153 @@
-"""The search: an Optuna study whose trials sample, count, train and score candidates."""
+"""The search in one process: an Optuna study whose trials sample, check, train and score candidates."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
-import sys
+import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, NoReturn
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from jumpsearch.counting import count
+from jumpsearch.counting import candidate_key, count
 from jumpsearch.data import Dataset, load_dataset
 from jumpsearch.errors import ConfigError, JumpsearchError
-from jumpsearch.space import SearchSpace
-from jumpsearch.storage import HEARTBEAT_INTERVAL, default_storage, open_storage, redact
+from jumpsearch.progress import SearchBar
+from jumpsearch.records import is_duplicate, spent_training, trained
+from jumpsearch.space import SearchSpace, space_changes, space_from_dict
+from jumpsearch.storage import HEARTBEAT_INTERVAL, open_storage, redact, storage_url
+
+logger = logging.getLogger(__name__)
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial, to find it when it hangs
 MAX_CONSECUTIVE_FAILURES = 5
-MAX_CONSECUTIVE_REJECTIONS = 1000
+MAX_CONSECUTIVE_REJECTIONS = 50
+MAX_CONSECUTIVE_DUPLICATES = 50
+TRACEBACK_CHARS = 8000
+
+
+def _reject(trial: optuna.Trial, reason: str, excess: float = 1.0) -> NoReturn:
+    """Prune a point before training, and tell the sampler it is infeasible, by how much (its relative
+    excess over the limit), rather than merely unlucky."""
+    trial.set_user_attr("rejected", reason)
+    trial.set_constraint("jumpsearch", max(excess, 1e-6))
+    raise optuna.TrialPruned(f"rejected: {reason}")
 
 
 @dataclass
 class Objective:
-    """Sample → reject on constraints (no training) → train → (accuracy, params[, flops]).
+    """Sample → reject on constraints (no training) → reuse a twin's result → train → values.
 
-    User attributes hold what a person needs to rebuild and judge the trial: ``config`` (the candidate
-    as a dict), ``params``, ``flops``, ``train_seconds``, ``epochs``, ``device``, ``worker`` (host:pid),
-    and ``rejected`` or ``fail_reason`` when it did not complete.
+    A trial records what ``jumpsearch.records`` describes. ``train`` replaces ``train_and_evaluate``
+    (same keywords); ``on_epoch(trial_number, epochs_done, epochs)`` follows a trial as it trains.
     """
 
     space: SearchSpace
     data: Dataset
     seed: int = 0
-    train: Callable[..., Any] | None = None  # injectable for tests; defaults to train_and_evaluate
+    train: Callable[..., Any] | None = None
+    on_epoch: Callable[[int, int, int], None] | None = None
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         try:
             return self._run(trial)
         except optuna.TrialPruned:
             raise
+        except KeyboardInterrupt as e:  # Ctrl-C or a signal: Optuna fails the trial and stops
+            trial.set_user_attr("fail_reason", f"interrupted by {getattr(e, 'name', 'SIGINT')}")
+            trial.set_user_attr("interrupted", True)
+            raise
         except Exception as e:
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
+            trial.set_user_attr("traceback", traceback.format_exc()[-TRACEBACK_CHARS:])
             raise
 
     def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
         try:
             candidate = self.space.suggest(trial, self.data.input_shape, self.data.num_classes)
         except ConfigError as e:
-            trial.set_user_attr("rejected", str(e))
-            raise optuna.TrialPruned(f"rejected: {e}") from None
+            _reject(trial, str(e))
         counts = count(candidate.model)
         trial.set_user_attr("worker", WORKER)
         trial.set_user_attr("config", candidate.to_dict())
         trial.set_user_attr("params", counts.trainable)
         trial.set_user_attr("flops", counts.macs)
-        reason = self.space.constraints.violation(counts.trainable, counts.macs)
-        if reason:
-            trial.set_user_attr("rejected", reason)
-            raise optuna.TrialPruned(f"rejected: {reason}")
+        violation = self.space.constraints.violation(candidate)
+        if violation:
+            _reject(trial, *violation)
+        key = candidate_key(candidate)
+        trial.set_user_attr("key", key)  # before looking for a twin: of two racing trials, one sees the other
+        twin = _twin(trial, key)
+        if twin is not None:
+            trial.set_user_attr("duplicate_of", twin.number)
+            if twin.state != TrialState.COMPLETE:
+                raise optuna.TrialPruned(f"duplicate of trial {twin.number} ({twin.state.name.lower()})")
+            trial.set_user_attr("train_seconds", 0.0)
+            trial.set_user_attr("epochs", 0)
+            return tuple(twin.values)
         if self.train is None:
             from jumpsearch.training import train_and_evaluate
 
             self.train = train_and_evaluate
-        result = self.train(candidate, self.data, seed=self.seed + trial.number)
+        epochs = candidate.training.epochs
+
+        def epoch_done(done: int) -> None:
+            trial.set_user_attr("epochs_done", done)  # workers' progress, read from the storage
+            if self.on_epoch is not None:
+                self.on_epoch(trial.number, done, epochs)
+
+        result = self.train(candidate, self.data, seed=self.seed + trial.number, on_epoch=epoch_done)
         trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
         trial.set_user_attr("epochs", result.epochs)
         trial.set_user_attr("device", result.device)
         trial.set_user_attr("val_loss", result.val_loss)
         values = {"accuracy": result.val_accuracy, "params": counts.trainable, "flops": counts.macs}
         return tuple(float(values[o]) for o in self.space.objectives)
+
+
+def _twin(trial: optuna.Trial, key: str) -> FrozenTrial | None:
+    """The earliest other trial of the study that trained (or is training) the same configuration.
+
+    A running twin counts only when its number is lower: of two trials that sample the same point at the
+    same moment, the first trains and the second waits for nothing.
+    """
+    for other in trial.study.get_trials(deepcopy=False):
+        if other.number == trial.number or other.user_attrs.get("key") != key or not spent_training(other):
+            continue
+        if other.state == TrialState.RUNNING and other.number > trial.number:
+            continue
+        if other.state == TrialState.COMPLETE and is_duplicate(other):
+            continue
+        return other
+    return None
+
+
+def _check_resume(study_name: str, opened: optuna.storages.BaseStorage, space: SearchSpace, url: str) -> list[str]:
+    """Compare the space with the one a stored study was made from: stop on a change that would corrupt
+    it, return the changes it can take."""
+    if study_name not in optuna.get_all_study_names(opened):
+        return []
+    stored = optuna.load_study(study_name=study_name, storage=opened).user_attrs.get("space")
+    if stored is None:
+        return []
+    try:
+        before = space_from_dict(stored, f"study {study_name!r}")
+    except ConfigError as e:
+        logger.warning("cannot compare with the space study %r was made from (%s)", study_name, e)
+        return []
+    breaking, noted = space_changes(before, space)
+    if breaking:
+        raise JumpsearchError(
+            f"{space.source}: incompatible with study {study_name!r} at {redact(url)}: {'; '.join(breaking)}. "
+            "Restore the space, or start a new study (another name: or --study-name)"
+        )
+    return noted
 
 
 def create_study(
@@ -82,23 +157,32 @@ def create_study(
     seed: int | None = None,
     heartbeat: int = HEARTBEAT_INTERVAL,
 ) -> optuna.Study:
-    """Create the space's study, or load it to resume; the study carries the space it was made from."""
-    url = storage or default_storage(space.name)
+    """Create the space's study, or load it to resume; the study carries the space it was made from.
+
+    Resuming with an edited space is checked first: objectives, data set, families, and the kind, choices,
+    log scale and step of every parameter must be unchanged (JumpsearchError names what changed); other
+    edits (a wider range, a longer budget) are recorded in the study's ``space_changes``.
+    """
+    url = storage_url(storage, space.name)
     name = study_name or space.name
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    opened = open_storage(url, heartbeat)
+    noted = _check_resume(name, opened, space, url)
     try:
         study = optuna.create_study(
-            storage=open_storage(url, heartbeat),
+            storage=opened,
             study_name=name,
             sampler=space.make_sampler(seed),
             directions=space.directions,
             load_if_exists=True,
         )
-    except JumpsearchError:
-        raise
-    except ValueError as e:  # e.g. an existing study with other directions
+    except ValueError as e:  # an existing study with other directions and no stored space
         raise JumpsearchError(f"study {name!r} in {redact(url)}: {e}") from None
-    if "space" not in study.user_attrs:
+    if noted:
+        history = list(study.user_attrs.get("space_changes", []))
+        history.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "changes": noted})
+        study.set_user_attr("space_changes", history)
+        logger.info("study %r resumed with an edited space: %s", name, "; ".join(noted))
+    if noted or "space" not in study.user_attrs:
         study.set_user_attr("space", space.raw)
         study.set_user_attr("objectives", list(space.objectives))
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2; names show in tables and dashboards
@@ -107,44 +191,65 @@ def create_study(
     return study
 
 
-def count_complete(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+def count_trained(study: optuna.Study) -> int:
+    """Completed trials, each configuration once: what a budget of ``trials`` counts."""
+    return len(trained(study))
 
 
 @dataclass
 class _Watch:
-    """Stops the loop at the budget, or when trials keep failing or being rejected; drives the progress bar."""
+    """Stops the loop at the budget, or when trials keep failing, being rejected or repeating; reports
+    each trial that did not train in one line, and drives the progress bar."""
 
     budget: int
     process_trials: int | None = None
-    bar: Any = None
+    bar: SearchBar | None = None
     trained: int = 0
     failures: int = 0
     rejections: int = 0
+    duplicates: int = 0
     last_reason: str = ""
     stopped_because: str = field(default="")
 
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        # Failures count since the last completed trial; rejections since the last trained one.
-        self.failures = 0 if trial.state == TrialState.COMPLETE else self.failures + (trial.state == TrialState.FAIL)
-        self.rejections = self.rejections + 1 if trial.state == TrialState.PRUNED else 0
-        reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("rejected")
-        self.last_reason = reason or self.last_reason
-        done = count_complete(study)
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        attrs = trial.user_attrs
+        failed = trial.state == TrialState.FAIL
+        rejected = trial.state == TrialState.PRUNED and "rejected" in attrs
+        duplicate = is_duplicate(trial)
+        # Failures count since the last completed trial; rejections and duplicates since the last trained one.
+        self.failures = 0 if trial.state == TrialState.COMPLETE else self.failures + failed
+        self.rejections = self.rejections + 1 if rejected else 0
+        self.duplicates = self.duplicates + 1 if duplicate else 0
+        if failed and not attrs.get("interrupted"):
+            self.last_reason = attrs.get("fail_reason", "its worker stopped")
+            logger.warning(
+                "trial %d failed: %s (traceback: user attribute 'traceback' of trial %d)",
+                trial.number, self.last_reason, trial.number,
+            )  # fmt: skip
+        elif rejected:
+            self.last_reason = attrs["rejected"]
+            logger.debug("trial %d rejected before training: %s", trial.number, self.last_reason)
+        elif duplicate:
+            logger.info("trial %d is trial %d again (same network and recipe): not trained", trial.number,
+                        attrs["duplicate_of"])  # fmt: skip
         if self.bar is not None:
-            front = study.best_trials
-            best = max((t.values[0] for t in front), default=float("nan"))
-            self.bar.set_postfix(front=len(front), best_acc=f"{best:.4f}", refresh=False)
-            self.bar.update(max(done - self.bar.n, 0))
-        self.trained += trial.state in (TrialState.COMPLETE, TrialState.FAIL)
-        if done >= self.budget or (self.process_trials and self.trained >= self.process_trials):
+            self.bar.refresh(with_running=False)
+        self.trained += trial.state in (TrialState.COMPLETE, TrialState.FAIL) and not duplicate
+        if count_trained(study) >= self.budget or (self.process_trials and self.trained >= self.process_trials):
             study.stop()
         elif self.failures >= MAX_CONSECUTIVE_FAILURES:
             self.stopped_because = f"{self.failures} trials in a row failed; the last: {self.last_reason}"
             study.stop()
         elif self.rejections >= MAX_CONSECUTIVE_REJECTIONS:
             self.stopped_because = (
-                f"{self.rejections} sampled points in a row were rejected; the last: {self.last_reason}"
+                f"{self.rejections} sampled points in a row were rejected before training; the last: "
+                f"{self.last_reason}. Narrow the space's ranges towards what the constraints allow"
+            )
+            study.stop()
+        elif self.duplicates >= MAX_CONSECUTIVE_DUPLICATES:
+            logger.warning(
+                "%d sampled points in a row had been trained already: the space looks exhausted; stopping",
+                self.duplicates,
             )
             study.stop()
 
@@ -158,55 +263,44 @@ def run_search(
     study_name: str | None = None,
     seed: int | None = None,
     data_dir: str | None = None,
-    progress: bool = True,
+    progress: bool = False,
     train: Callable[..., Any] | None = None,
     data: Dataset | None = None,
     heartbeat: int = HEARTBEAT_INTERVAL,
     process_trials: int | None = None,
 ) -> optuna.Study:
-    """Run (or resume) a search until the study holds ``trials`` completed trials, or ``timeout`` seconds.
+    """Run (or resume) a search in this process until the study holds ``trials`` trained trials (each
+    configuration counted once), or for ``timeout`` seconds.
 
-    ``train`` replaces ``train_and_evaluate`` (same signature); ``data`` skips loading the space's data set;
-    ``heartbeat`` sets the seconds between a running trial's heartbeats (see ``open_storage``). Several
-    processes may run this against one storage at once: they share the study and its budget.
-    ``process_trials`` returns after this many trained trials even below the budget: TensorFlow keeps some
-    memory of every traced model, so a long search runs in processes that are replaced now and then (the
-    CLI's ``--recycle``).
+    The data set, the space against it and the storage are checked before the study is touched, so bad
+    input writes nothing. ``train`` replaces ``train_and_evaluate`` (same keywords); ``data`` skips loading
+    the space's data set; ``heartbeat`` sets the seconds between a running trial's heartbeats (see
+    ``open_storage``). Several processes may run this against one storage at once: they share the study
+    and its budget, and no configuration is trained twice. ``process_trials`` returns after this many
+    trained trials even below the budget (``run_workers`` then goes on in a fresh process).
 
     Example:
-        >>> from jumpsearch.space import load_space
+        >>> from jumpsearch import load_space, run_search
         >>> study = run_search(load_space("search_spaces/digits.yaml"), trials=3)  # doctest: +SKIP
         >>> [t.values for t in study.best_trials]  # doctest: +SKIP
     """
     if data is None:
-        data = load_dataset(space.data, data_dir)  # before the study: a missing data set writes nothing
-    space.check_input(data.input_shape, f"{space.name} ({space.data.dataset})")
+        data = load_dataset(space.data, data_dir)
+    space.check(data.input_shape, data.num_classes)
     study = create_study(space, storage, study_name, seed, heartbeat)
     budget = trials or space.trials
-    done = count_complete(study)
+    done = count_trained(study)
     if done >= budget:
-        print(
-            f"jumpsearch: study {study.study_name!r} already has {done} complete trials (budget {budget})",
-            file=sys.stderr,
-        )
+        logger.info("study %r already has %d trained trials (budget %d)", study.study_name, done, budget)
         return study
-    watch = _Watch(budget, process_trials)
-    if progress:
-        from tqdm.auto import tqdm
-
-        watch.bar = tqdm(total=budget, initial=done, desc=study.study_name, unit="trial", file=sys.stderr)
-    objective = Objective(space, data, seed=space.seed if seed is None else seed, train=train)
+    watch = _Watch(budget, process_trials, SearchBar(study, budget) if progress else None)
+    on_epoch = watch.bar.epoch if watch.bar is not None else None
+    objective = Objective(space, data, seed=space.seed if seed is None else seed, train=train, on_epoch=on_epoch)
     try:
         study.optimize(objective, timeout=timeout, callbacks=[watch], catch=(Exception,), gc_after_trial=True)
     finally:
         if watch.bar is not None:
             watch.bar.close()
-    try:
-        from jumpsearch.report import annotate_for_dashboard
-
-        annotate_for_dashboard(study)
-    except Exception as e:  # a worker racing another for the note must not fail a finished search
-        print(f"jumpsearch: could not annotate the study for optuna-dashboard ({e})", file=sys.stderr)
     if watch.stopped_because:
         raise JumpsearchError(f"search stopped: {watch.stopped_because}")
     return study

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from jumpsearch.config import Candidate
 from jumpsearch.data import Dataset
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter, not our output
+from jumpsearch.device import setup_device
 
 
 class TrainingFailed(RuntimeError):
@@ -28,23 +24,6 @@ class TrainResult:
     epochs: int
     train_seconds: float
     device: str
-
-
-@lru_cache(maxsize=1)
-def setup_device() -> str:
-    """Configure TensorFlow once: on a GPU, memory growth and mixed precision; else say it is the CPU."""
-    import keras
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        print("jumpsearch: no GPU visible to TensorFlow; training on CPU", file=sys.stderr)
-        return "CPU"
-    for gpu in gpus:
-        tf.config.experimental.set_memory_growth(gpu, True)
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-    return f"GPU:0 {name}" + (f" (+{len(gpus) - 1} more)" if len(gpus) > 1 else "")
 
 
 def compile_model(candidate: Candidate, learning_rate: Any = None):  # -> keras.Model
@@ -94,12 +73,18 @@ def evaluate(model, x, y, batch_size: int = 1024) -> tuple[float, float]:  # mod
 
 
 def train_and_evaluate(
-    candidate: Candidate, data: Dataset, seed: int = 0, callbacks: Sequence[Any] = ()
+    candidate: Candidate,
+    data: Dataset,
+    seed: int = 0,
+    callbacks: Sequence[Any] = (),
+    on_epoch: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train on ``data``'s training part for the candidate's budget; score on its validation part.
 
-    ``callbacks`` are Keras callbacks for ``fit`` (the benchmarks time epochs with one).
+    ``callbacks`` are Keras callbacks for ``fit`` (the benchmarks time epochs with one); ``on_epoch``
+    is called with the number of epochs done after each one (progress bars).
     """
+    device = setup_device()
     import keras
     import numpy as np
     import tensorflow as tf
@@ -107,7 +92,8 @@ def train_and_evaluate(
     from jumpsearch.models import build_model
     from jumpsearch.optimizers import make_optimizer
 
-    device = setup_device()
+    if on_epoch is not None:
+        callbacks = [*callbacks, keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1))]
     # Drop the last trial's graph; Optuna's gc_after_trial already collected, so skip a second gc.collect.
     keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(seed)

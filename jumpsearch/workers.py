@@ -1,22 +1,47 @@
-"""Several worker processes on one machine, one study: Optuna's own distributed model.
+"""Worker processes on one machine, one study: Optuna's own distributed model, supervised.
 
-Each worker is the same ``jumpsearch run`` against the same storage, with its own sampler seed, so that
-workers propose different points; with GPUs, each sees only its own through ``CUDA_VISIBLE_DEVICES``.
+``run_workers`` checks the space, the data set and the storage once, creates the study, then keeps
+``workers`` processes training until the study holds its budget. Each worker is ``run_search`` in a
+fresh interpreter, which it leaves after ``recycle`` trained trials (TensorFlow keeps native memory of
+every model it traces; a new process gives it back) to be replaced by another. With GPUs, each worker
+sees only its own through ``CUDA_VISIBLE_DEVICES``. The supervisor imports no backend: it reads progress
+from the storage, forwards a SIGINT or SIGTERM to its workers (each fails its running trial with that
+reason), and reports a worker's error as its own.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from jumpsearch.errors import JumpsearchError
+import optuna
+
+from jumpsearch.data import load_dataset
+from jumpsearch.errors import Interrupted, JumpsearchError
+from jumpsearch.progress import SearchBar
+from jumpsearch.space import SearchSpace
+from jumpsearch.storage import HEARTBEAT_INTERVAL, redact, storage_url
+from jumpsearch.study import count_trained, create_study
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+MAX_CRASHES = 3  # workers that die without a word, in a row, before the supervisor gives up
+ERROR_PREFIX = "jumpsearch: error: "  # how a worker reports the error that stops it
 
 
 def gpu_ids(spec: str) -> list[str]:
-    """``all`` (every GPU nvidia-smi lists) or a list such as ``0,1``."""
+    """``all`` (every GPU nvidia-smi lists) or a list such as ``0,1`` (an index may repeat)."""
     if spec != "all":
         ids = [part.strip() for part in spec.split(",") if part.strip()]
         if not ids or not all(part.isdigit() for part in ids):
@@ -30,14 +55,174 @@ def gpu_ids(spec: str) -> list[str]:
     return ids
 
 
-def spawn_workers(run_args: Sequence[str], count: int, seed: int, gpus: Sequence[str] | None = None) -> list:
-    """Start ``count`` quiet ``jumpsearch run`` processes with seeds ``seed``, ``seed + 1``, …, the i-th
-    seeing only ``gpus[i]`` when GPUs are given. ``run_args`` are the shared ``run`` arguments."""
-    processes = []
-    for i in range(count):
+def _die_with_parent() -> None:
+    """In a worker (Linux): receive SIGTERM when the supervisor dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class _Worker:
+    """One slot: the process filling it now, its GPU, and the last error line it printed."""
+
+    gpu: str | None
+    process: subprocess.Popen | None = None
+    error: str = ""
+    crashes: int = 0
+    reader: threading.Thread | None = field(default=None, repr=False)
+
+
+class _Supervisor:
+    def __init__(self, job: dict[str, Any], slots: list[_Worker], write: Any) -> None:
+        self.job, self.slots, self.write = job, slots, write
+
+    def start(self, slot: _Worker, timeout: float | None) -> None:
         env = dict(os.environ)
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = gpus[i]
-        command = [sys.executable, "-m", "jumpsearch", "run", *run_args, "--seed", str(seed + i), "--quiet"]
-        processes.append(subprocess.Popen(command, env=env))
-    return processes
+        if slot.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = slot.gpu
+        job = {**self.job, "timeout": timeout}
+        slot.process = subprocess.Popen(
+            [sys.executable, "-m", "jumpsearch._worker", json.dumps(job)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a terminal's Ctrl-C reaches the supervisor, which forwards it once
+            preexec_fn=_die_with_parent,
+        )
+        slot.reader = threading.Thread(target=self._relay, args=(slot, slot.process), daemon=True)
+        slot.reader.start()
+
+    def _relay(self, slot: _Worker, process: subprocess.Popen) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            line = line.rstrip("\n")
+            if line.startswith(ERROR_PREFIX):
+                slot.error = line[len(ERROR_PREFIX) :]
+            else:
+                self.write(line)
+
+    def signal_all(self, signum: int) -> None:
+        for slot in self.slots:
+            if slot.process is not None and slot.process.poll() is None:
+                slot.process.send_signal(signum)
+
+    def wait_all(self) -> None:
+        for slot in self.slots:
+            if slot.process is not None:
+                slot.process.wait()
+                if slot.reader is not None:
+                    slot.reader.join(timeout=5)
+
+
+def run_workers(
+    space: SearchSpace,
+    *,
+    workers: int = 1,
+    gpus: Sequence[str] | None = None,
+    recycle: int | None = 20,
+    trials: int | None = None,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    seed: int | None = None,
+    data_dir: str | None = None,
+    heartbeat: int = HEARTBEAT_INTERVAL,
+    progress: bool = False,
+) -> optuna.Study:
+    """Search with ``workers`` processes (one per entry of ``gpus`` when given) until the study holds
+    ``trials`` trained trials, or for ``timeout`` seconds; each worker process is replaced after
+    ``recycle`` trained trials (None or 0: never).
+
+    Raises JumpsearchError (bad input, or a worker's error) and Interrupted (a signal: every worker has
+    failed its running trial by the time it is raised, and the study is ready to resume).
+    """
+    if gpus:
+        workers = len(gpus)
+    if workers < 1:
+        raise JumpsearchError(f"--workers {workers}: must be at least 1")
+    data = load_dataset(space.data, data_dir)  # before the study: a missing data set writes nothing
+    space.check(data.input_shape, data.num_classes)
+    url = storage_url(storage, space.name)
+    study = create_study(space, url, study_name, seed, heartbeat)
+    budget = trials or space.trials
+    if count_trained(study) >= budget:
+        logger.info(
+            "study %r already has %d trained trials (budget %d)", study.study_name, count_trained(study), budget
+        )
+        return study
+    if workers > 1:
+        logger.info("%d workers on study %r at %s", workers, study.study_name, redact(url))
+    job = {
+        "space": space.raw,
+        "source": space.source,
+        "trials": budget,
+        "storage": url,
+        "study_name": study.study_name,
+        "seed": seed,
+        "data_dir": data_dir,
+        "heartbeat": heartbeat,
+        "process_trials": recycle or None,
+        "log_level": logging.getLogger("jumpsearch").getEffectiveLevel(),
+    }
+    bar = SearchBar(study, budget) if progress else None
+    write = bar.write if bar is not None else (lambda line: print(line, file=sys.stderr, flush=True))
+    slots = [_Worker(gpus[i] if gpus else None) for i in range(workers)]
+    supervisor = _Supervisor(job, slots, write)
+    deadline = time.monotonic() + timeout if timeout else None
+    try:
+        for slot in slots:
+            supervisor.start(slot, timeout)
+        _supervise(supervisor, study, budget, deadline, bar)
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        supervisor.signal_all(signum)
+        supervisor.wait_all()
+        raise Interrupted(signum) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return study
+
+
+def _supervise(
+    supervisor: _Supervisor, study: optuna.Study, budget: int, deadline: float | None, bar: SearchBar | None
+) -> None:
+    """Refill slots whose worker finished its share, until the budget or the deadline; stop on an error."""
+    while True:
+        time.sleep(POLL_SECONDS)
+        if bar is not None:
+            bar.refresh()
+        remaining = deadline - time.monotonic() if deadline is not None else None
+        running = 0
+        for slot in supervisor.slots:
+            assert slot.process is not None
+            status = slot.process.poll()
+            if status is None:
+                running += 1
+                continue
+            if slot.reader is not None:
+                slot.reader.join(timeout=5)
+            if status == 2 or (status != 0 and slot.error):
+                supervisor.signal_all(signal.SIGTERM)
+                supervisor.wait_all()
+                raise JumpsearchError(slot.error or f"a worker stopped with status {status}")
+            if status != 0:
+                slot.crashes += 1
+                supervisor.write(f"jumpsearch: a worker ended with status {status}; starting another")
+                if slot.crashes >= MAX_CRASHES:
+                    supervisor.signal_all(signal.SIGTERM)
+                    supervisor.wait_all()
+                    raise JumpsearchError(f"{MAX_CRASHES} workers in a row ended with status {status}")
+            else:
+                slot.crashes = 0
+            if count_trained(study) < budget and (remaining is None or remaining > 1):
+                supervisor.start(slot, remaining)
+                running += 1
+        if running == 0:
+            return

@@ -97,3 +97,31 @@ def test_npz_files_load_with_and_without_a_test_split(tmp_path):
         load_dataset(DataConfig(dataset="npz", path=str(tmp_path / "b.npz")))
     with pytest.raises(JumpsearchError, match="missing.npz: cannot read"):
         load_dataset(DataConfig(dataset="npz", path=str(tmp_path / "missing.npz")))
+
+
+def npz(tmp_path, **arrays):
+    rng = np.random.default_rng(3)
+    base = {"x_train": rng.random((40, 8, 8)).astype(np.float32), "y_train": np.arange(40) % 4}
+    base.update(arrays)
+    path = tmp_path / "d.npz"
+    np.savez(path, **{k: v for k, v in base.items() if v is not None})
+    return DataConfig(dataset="npz", path=str(path))
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"y_train": np.zeros(40, dtype=int)}, "y_train holds one class .*at least 2"),
+        ({"y_train": np.arange(40) % 4 - 1}, "y_train holds the negative label -1"),
+        ({"y_train": np.where(np.arange(40) % 4 == 3, 10**9, np.arange(40) % 4)},
+         "labels must be class indices 0…K-1, but y_train has 4 classes up to 1000000000 .no image of class 3"),
+        ({"y_train": (np.arange(40) % 4) + 0.5}, "labels must be integer class indices"),
+        ({"x_train": np.full((40, 8, 8), np.nan)}, "x_train holds 2560 NaN or infinite pixels"),
+        ({"x_test": np.zeros((5, 9, 9)), "y_test": np.arange(5) % 4}, r"x_test images are \(9, 9, 1\), x_train"),
+        ({"x_test": np.zeros((5, 8, 8)), "y_test": np.arange(5)}, "y_test holds labels outside the training classes"),
+    ],
+)  # fmt: skip
+def test_data_is_checked_when_it_loads(tmp_path, arrays, message):
+    with pytest.raises(JumpsearchError, match=message) as error:
+        load_dataset(npz(tmp_path, **arrays))
+    assert "d.npz" in str(error.value) and "\n" not in str(error.value)

@@ -67,7 +67,7 @@ def test_points_over_the_budget_are_rejected_without_training(tmp_path, write_sp
     )
     calls = []
 
-    def fake_train(candidate, data, seed):
+    def fake_train(candidate, data, seed, **kwargs):
         calls.append(candidate)
         raise AssertionError("not reached for a rejected point")
 
@@ -88,7 +88,7 @@ def test_a_failing_trial_fails_alone_with_its_reason(tmp_path, write_space):
     storage = f"sqlite:///{tmp_path}/f.db"
     outcomes = iter([TrainingFailed("training loss became nan at epoch 1"), None, None])
 
-    def flaky_train(candidate, data, seed):
+    def flaky_train(candidate, data, seed, **kwargs):
         error = next(outcomes)
         if error:
             raise error

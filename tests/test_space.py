@@ -41,7 +41,18 @@ def test_shipped_spaces_load_and_cifar_contains_the_seed_example():
         ("training: {epochs: 2.5}\n", "training.epochs: expected an integer"),
         ("sampler: {name: grid}\n", "sampler.name: unknown sampler 'grid'"),
         ("sampler: {name: tpe, n_startup: 3}\n", "sampler.n_startup: not an option of tpe"),
-        ("data: {dataset: mnist}\n", "data.dataset: unknown data set 'mnist'"),
+        ("data: {dataset: mnist}\n", "data.dataset: unknown data set .*, got 'mnist'"),
+        ("training: {epochs: 0}\n", "training.epochs: must be at least 1, got 0"),
+        ("training: {epochs: {int: [0, 3]}}\n", "training.epochs: must be at least 1, got 0"),
+        ("model: {growth_rate: -1}\n", "model.growth_rate: must be positive, got -1"),
+        ("model: {growth_rate: {float: [-1, 2]}}\n", "model.growth_rate: must be positive, got -1.0"),
+        ("model: {blocks_per_group: 0}\n", r"model.blocks_per_group: .*, got \[0\]"),
+        ("model: {groups: 2, blocks_per_group: {int: [0, 2], per_group: true}}\n", "model.blocks_per_group: .*got"),
+        ("model: {jump_width: 0}\n", "model.jump_width: must be positive"),
+        ("model: {jump_spacing: {choice: [0, -1]}}\n", "model.jump_spacing: must be 0 .*, got -1"),
+        ("model: {groups: 0}\n", "model.groups: a model needs at least one group, got 0"),
+        ("training: {optimizer: {choice: [adam, lamb]}}\n", "training.optimizer: unknown optimizer .*'lamb'"),
+        ("constraints: {max_memory: -1}\n", "constraints.max_memory: expected a positive count"),
         ("objectives: [params, accuracy]\n", "objectives: .* accuracy first"),
         ("constraints: {max_params: lots}\n", "constraints.max_params: expected a count"),
         ("model: {blocks_per_group: {int: [1, 2], per_group: true}}\n", "per_group needs a groups entry"),
@@ -63,8 +74,8 @@ def test_counts_parse_human_suffixes():
 def test_groups_beyond_what_the_input_can_halve_are_refused_before_a_trial(write_space):
     space = load_space(write_space("model: {groups: {int: [2, 4]}}\n"))
     with pytest.raises(ConfigError, match="reaches 4 downsamplings, but a 8x8 input can be halved at most 3 times"):
-        space.check_input((8, 8, 1), "digits")
-    space.check_input((32, 32, 3), "cifar")
+        space.check_input((8, 8, 1))
+    space.check_input((32, 32, 3))
 
 
 def test_per_group_blocks_sample_one_value_per_group(write_space):
@@ -121,6 +132,93 @@ def test_family_sub_spaces_are_checked_like_the_rest(write_space, text, message)
 
 def test_downsampling_limits_follow_each_family(write_space):
     # ResNet and DenseNet halve once less than they have groups; JumpNet halves once per group.
-    load_space(write_space("model: {family: resnet_v2, groups: 4}\n")).check_input((8, 8, 1), "digits")
+    load_space(write_space("model: {family: resnet_v2, groups: 4}\n")).check_input((8, 8, 1))
     with pytest.raises(ConfigError, match="reaches 4 downsamplings"):
-        load_space(write_space("model: {family: jumpnet, groups: 4}\n")).check_input((8, 8, 1), "digits")
+        load_space(write_space("model: {family: jumpnet, groups: 4}\n")).check_input((8, 8, 1))
+
+
+def test_numbers_read_as_people_write_them(write_space):
+    """YAML 1.1 reads 1e-4 as a string; a space file reads it as the number it is."""
+    space = load_space(write_space("training: {learning_rate: {float: [1e-4, 1e-2], log: true}, weight_decay: 5e-4}\n"))
+    assert space.training["learning_rate"].values == (1e-4, 1e-2)
+    assert space.training["weight_decay"].values == (5e-4,)
+
+
+def test_distributions_name_every_parameter_a_trial_can_suggest(write_space):
+    space = load_space(write_space(FAMILIES_SPACE))
+    names = set(space.distributions())
+    assert names == {"family", "jumpnet.base_filters", "densenet_bc.groups", "densenet_bc.layers_per_block_0",
+                     "densenet_bc.layers_per_block_1", "densenet_bc.layers_per_block_2"}  # fmt: skip
+    trial = optuna.create_study(directions=space.directions).ask()
+    space.suggest(trial, (8, 8, 1), 10)
+    assert set(trial.params) <= names
+
+
+@pytest.mark.parametrize(
+    ("constraints", "message"),
+    [
+        # 1 group of 1 block at 8 filters, no link: stem 72+16+576+16, block 3·16+64+576+64, end 16+64, dense 90
+        ("{max_params: 1000}", "constraints.max_params: the smallest model of the space has 1,602 params"),
+        ("{max_flops: 1k}", "constraints.max_flops: the smallest model of the space has"),
+        ("{max_memory: 1M}", "constraints.max_memory: the smallest model of the space has"),
+    ],
+)
+def test_constraints_no_point_can_meet_are_found_without_training(write_space, constraints, message):
+    space = load_space(
+        write_space(
+            f"model: {{groups: {{int: [1, 3]}}, blocks_per_group: {{int: [1, 2]}}, stem_filters: [8, 8], "
+            f"base_filters: {{choice: [16, 8]}}, jump_spacing: {{choice: [1, 0]}}}}\nconstraints: {constraints}\n"
+        )
+    )
+    with pytest.raises(ConfigError, match=message):
+        space.check((8, 8, 1), 10)
+
+
+def test_the_smallest_point_is_the_smallest(write_space):
+    from jumpsearch import count_params
+
+    space = load_space(write_space(FAMILIES_SPACE))
+    smallest = space.smallest(lambda c: count_params(c.model), (8, 8, 1), 10)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), directions=space.directions)
+    sampled = [count_params(space.suggest(study.ask(), (8, 8, 1), 10).model) for _ in range(200)]
+    assert count_params(smallest.model) <= min(sampled)
+
+
+def test_a_model_too_large_for_memory_is_rejected_by_its_estimate(write_space):
+    """A filter count of 10⁹ is refused before anything is built (the default limit is the device's)."""
+    from jumpsearch.counting import training_memory
+    from jumpsearch.device import memory_budget
+
+    space = load_space(write_space("model: {groups: 1, base_filters: 1000000000}\n"))
+    with pytest.raises(ConfigError, match="constraints.max_memory: the smallest model of the space has"):
+        space.check((8, 8, 1), 10)
+    candidate = space.smallest(training_memory, (8, 8, 1), 10)
+    assert training_memory(candidate) > memory_budget()
+
+
+@pytest.mark.parametrize(
+    ("edit", "breaking", "noted"),
+    [
+        ("objectives: [accuracy, flops]\n", "objectives ['accuracy', 'params'] -> ['accuracy', 'flops']", None),
+        ("objectives: [accuracy, params, flops]\n", "objectives", None),
+        ("model: {base_filters: {choice: [8, 16, 24]}}\n", "base_filters choice [8, 16] -> choice [8, 16, 24]", None),
+        ("model: {base_filters: {int: [8, 16]}}\n", "base_filters choice [8, 16] -> int [8, 16]", None),
+        ("data: {dataset: digits, validation_fraction: 0.3}\n", "data ", None),
+        ("model: {base_filters: {choice: [8, 16]}, growth_rate: {float: [1.0, 3.0]}}\n", None,
+         "growth_rate range [1.0, 2.0] -> [1.0, 3.0]"),
+        ("training: {epochs: 10}\n", None, "training.epochs 5 -> 10"),
+    ],
+)  # fmt: skip
+def test_a_resumed_space_is_compared_with_the_stored_one(write_space, edit, breaking, noted):
+    from jumpsearch.space import space_changes
+
+    base = "model: {base_filters: {choice: [8, 16]}, growth_rate: {float: [1.0, 2.0]}}\ntraining: {epochs: 5}\n"
+    stored = load_space(write_space(base, "a.yaml"))
+    lines = base.splitlines(keepends=True)
+    key = edit.split(":")[0]
+    edited = "".join([line for line in lines if not line.startswith(key)] + [edit])
+    found_breaking, found_noted = space_changes(stored, load_space(write_space(edited, "a.yaml")))
+    if breaking:
+        assert any(breaking in change for change in found_breaking), found_breaking
+    else:
+        assert not found_breaking and any(noted in change for change in found_noted), found_noted

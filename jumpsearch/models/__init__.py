@@ -1,19 +1,12 @@
-"""Model families: one template per family, written once against ``Ops`` and read two ways."""
+"""Model families: one module per family holds its configuration, its template and its named
+configurations, and registers them; importing it here is all a new family needs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from jumpsearch.config import ModelConfig
-from jumpsearch.models import densenet, jumpnet, resnet_v2
-
-FORWARD: dict[str, Callable[..., Any]] = {
-    "jumpnet": jumpnet.forward,
-    "resnet_v2": resnet_v2.forward,
-    "densenet_bc": densenet.forward,
-    "sparsenet": densenet.forward,
-}
+from jumpsearch.config import FAMILIES, ModelConfig
+from jumpsearch.models import densenet, jumpnet, resnet_v2  # noqa: F401  (each registers its families)
 
 
 def build_model(config: ModelConfig) -> Any:
@@ -29,7 +22,6 @@ def build_model(config: ModelConfig) -> Any:
 
     from jumpsearch.models._ops import KerasOps
 
-    config.validate()
     inputs = keras.Input(shape=config.input_shape)
-    outputs = FORWARD[config.family](KerasOps(), config, inputs)
+    outputs = FAMILIES[config.family].template(KerasOps(), config, inputs)
     return keras.Model(inputs, outputs, name=config.family)

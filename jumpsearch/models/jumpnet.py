@@ -1,10 +1,16 @@
-"""The JumpNet template (DESIGN.md): a ResNet v2 learner whose groups are joined by group jump links."""
+"""JumpNet: a ResNet v2 learner whose groups are joined by group jump links.
+
+Group g (F_g filters, n_g blocks) is n_g bottleneck blocks, then the group end (BN → ReLU → 1×1 conv
+stride 2). A group jump link takes the input of group g through BN → 1×1 conv (W = w·F filters) strided
+to the size of the output of group g+s-1, and concatenates it there.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TypeVar
 
-from jumpsearch.config import JumpNetConfig
+from jumpsearch.config import GroupedConfig, positive, register_family, rule
 from jumpsearch.models._ops import Ops
 from jumpsearch.models.common import preact_conv, stem
 
@@ -29,7 +35,7 @@ def jump_link(ops: Ops[T], x: T, width: int, span: int) -> T:
 
 
 def forward(ops: Ops[T], config: JumpNetConfig, x: T) -> T:
-    x = stem(ops, x, config.stem_filters, config.stride)
+    x = stem(ops, config, x)
     group_inputs = []
     for g, (filters, blocks) in enumerate(zip(config.group_filters, config.blocks_per_group, strict=True)):
         group_inputs.append(x)
@@ -43,3 +49,45 @@ def forward(ops: Ops[T], config: JumpNetConfig, x: T) -> T:
         if links:
             x = ops.concat([x, *links])
     return ops.classifier(x, config.num_classes)
+
+
+def _spacing(value: int | str) -> bool:
+    return value == "exp" or (isinstance(value, int) and value >= 0)
+
+
+@register_family(
+    "jumpnet",
+    template=forward,
+    per_group="blocks_per_group",
+    # stem (16, 32) stride 1; groups (F, n) = (32, 3), (64, 4), (128, 3); links every group, W = F.
+    canonical={"jumpnet_seed_cifar": {}},
+)
+@dataclass(frozen=True)
+class JumpNetConfig(GroupedConfig):
+    """The JumpNet template. ``jump_spacing`` s links the input of group g to the output of group g+s-1
+    for g = 0, s, 2s, … (a last, shorter span ends at the last group); 0 means no links, ``exp`` the
+    exponential pattern. ``jump_width`` w gives links W_g = w·F_g filters."""
+
+    jump_spacing: int | str = rule(1, _spacing, "must be 0 (no links), a positive number of groups, or 'exp'")
+    jump_width: float = rule(1.0, positive, "must be positive (use jump_spacing 0 for no links)")
+
+    @classmethod
+    def downsamplings_of(cls, groups: int) -> int:
+        return groups
+
+    @property
+    def jump_spans(self) -> tuple[tuple[int, int], ...]:
+        """(first group, last group) of each jump link.
+
+        ``"exp"`` is SparseNet's exponential pattern over groups: the output of group g receives links
+        from the inputs of groups g, g-1, g-3, g-7, … (spans of 1, 2, 4, 8, … groups).
+        """
+        s = self.jump_spacing
+        if s == "exp":
+            return tuple(
+                (g - 2**j + 1, g) for g in range(self.groups) for j in range(g.bit_length() + 1) if 2**j <= g + 1
+            )
+        if s == 0:
+            return ()
+        assert isinstance(s, int)
+        return tuple((g, min(g + s, self.groups) - 1) for g in range(0, self.groups, s))
