@@ -1,8 +1,10 @@
 """What a configuration costs and what it is, from the configuration alone, before any model exists.
 
 One definition everywhere: ``params`` are *trainable* weights (what the papers' tables report);
-``FLOPs`` are multiply-accumulates of the convolutions and the dense layer in one forward pass of one
-image at the data set's input size (batch norm, activations, additions and pooling are not counted).
+``FLOPs`` are multiply-accumulates in one inference pass of one image at the data set's input size: the
+convolutions, the dense layer, and batch norm's scale and shift (one per value; a pre-activation batch
+norm cannot be folded into a convolution). Activations, additions, concatenations and pooling are not
+counted.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def count_flops(config: ModelConfig) -> int:
     Example:
         >>> from jumpsearch import canonical_config, count_flops
         >>> round(count_flops(canonical_config("densenet121")) / 1e9, 2)
-        2.87
+        2.85
     """
     return count(config).macs
 

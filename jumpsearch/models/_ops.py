@@ -34,7 +34,8 @@ class Ops(Protocol[T]):
 
 
 class CountOps:
-    """Counts trainable and non-trainable weights, the MACs of convolutions and dense layers, and the
+    """Counts trainable and non-trainable weights, the MACs of convolutions, batch norms and the dense
+    layer, and the
     activations (values every layer outputs for one image, which training keeps for the backward pass)."""
 
     def __init__(self) -> None:
@@ -57,6 +58,9 @@ class CountOps:
     def bn(self, x: Shape) -> Shape:
         self.trainable += 2 * x[2]  # gamma, beta
         self.non_trainable += 2 * x[2]  # moving mean, moving variance
+        # At inference a scale and shift per value: a pre-activation BN (BN → ReLU → conv) has no
+        # convolution before it to fold into, so it is real work.
+        self.macs += x[0] * x[1] * x[2]
         return self._out(x)
 
     def relu(self, x: Shape) -> Shape:
