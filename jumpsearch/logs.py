@@ -12,17 +12,29 @@ import optuna
 FORMAT = "jumpsearch: %(message)s"
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (a progress bar or a test may have replaced it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(FORMAT))
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def configure(level: int = logging.INFO) -> None:
     """Show the package's messages at ``level`` and above on stderr as ``jumpsearch: …`` lines; keep
     Optuna to its errors (a failed trial is reported by jumpsearch in one line, without Optuna's
     traceback) and the backend's Python warnings out of the way."""
     logger = logging.getLogger("jumpsearch")
-    if not any(getattr(h, "_jumpsearch", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(FORMAT))
-        handler._jumpsearch = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        logger.addHandler(_Stderr())
     logger.setLevel(level)
-    logger.propagate = False
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

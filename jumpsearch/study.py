@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial, to find it when it hangs
 MAX_CONSECUTIVE_FAILURES = 5
 MAX_CONSECUTIVE_REJECTIONS = 50
-MAX_CONSECUTIVE_DUPLICATES = 50
+MAX_CONSECUTIVE_DUPLICATES = 20
 TRACEBACK_CHARS = 8000
 
 
@@ -247,9 +247,9 @@ class _Watch:
             )
             study.stop()
         elif self.duplicates >= MAX_CONSECUTIVE_DUPLICATES:
-            logger.warning(
-                "%d sampled points in a row had been trained already: the space looks exhausted; stopping",
-                self.duplicates,
+            self.stopped_because = (
+                f"{self.duplicates} sampled points in a row had been trained already: the space looks exhausted "
+                f"at {count_trained(study)} configurations; widen it, or ask for fewer trials"
             )
             study.stop()
 

@@ -71,6 +71,7 @@ class _Worker:
 
     gpu: str | None
     process: subprocess.Popen | None = None
+    trained_at_start: int = 0
     error: str = ""
     crashes: int = 0
     reader: threading.Thread | None = field(default=None, repr=False)
@@ -177,6 +178,7 @@ def run_workers(
     deadline = time.monotonic() + timeout if timeout else None
     try:
         for slot in slots:
+            slot.trained_at_start = count_trained(study)
             supervisor.start(slot, timeout)
         _supervise(supervisor, study, budget, deadline, bar)
     except KeyboardInterrupt as e:
@@ -221,7 +223,11 @@ def _supervise(
                     raise JumpsearchError(f"{MAX_CRASHES} workers in a row ended with status {status}")
             else:
                 slot.crashes = 0
-            if count_trained(study) < budget and (remaining is None or remaining > 1):
+            done = count_trained(study)
+            if status == 0 and done == slot.trained_at_start and remaining is None:
+                continue  # it ended without training and without a deadline: starting it again would loop
+            if done < budget and (remaining is None or remaining > 1):
+                slot.trained_at_start = done
                 supervisor.start(slot, remaining)
                 running += 1
         if running == 0:

@@ -14,7 +14,8 @@ from jumpsearch import (
     TrainingConfig,
     canonical_config,
 )
-from jumpsearch.config import FAMILIES, ModelConfig as Base, register_family
+from jumpsearch.config import FAMILIES, register_family
+from jumpsearch.config import ModelConfig as Base
 
 
 def test_model_config_round_trips_through_dict_json_and_yaml():

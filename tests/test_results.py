@@ -1,6 +1,7 @@
 """Using a finished study: pick from the front, export, train fully, report, and optuna-dashboard."""
 
 import json
+from pathlib import Path
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import optuna
 import pytest
 
 from jumpsearch import best_configs, count_params, export_configs, load_configs, load_space, run_search, write_report
+from jumpsearch.results import Best, knee
 from jumpsearch.cli import main
 from jumpsearch.training import TrainResult
 
@@ -37,10 +39,13 @@ def made_up_accuracy(candidate, data, seed, **kwargs):
     return TrainResult(min(0.99, 0.5 + 0.1 * params**0.25 / 4), 0.1, 1, 0.01, "CPU")
 
 
-@pytest.fixture
-def study_url(tmp_path, write_space):
-    url = f"sqlite:///{tmp_path}/picks.db"
-    run_search(load_space(write_space(SPACE)), storage=url, progress=False, train=made_up_accuracy)
+@pytest.fixture(scope="module")
+def study_url(tmp_path_factory):
+    """Made once; the tests only read it (the dashboard test writes to its own copy)."""
+    folder = tmp_path_factory.mktemp("picks")
+    (folder / "space.yaml").write_text(SPACE)
+    url = f"sqlite:///{folder}/picks.db"
+    run_search(load_space(folder / "space.yaml"), storage=url, train=made_up_accuracy)
     return url
 
 
@@ -54,8 +59,22 @@ def test_best_configs_pick_like_people_do(study_url):
     assert under[0].params <= budget and all(b.params <= budget for b in under)
     assert under[0].accuracy == max(b.accuracy for b in front if b.params <= budget)
     assert len(best_configs(study_url, k=1)) == 1
-    (knee,) = best_configs(study_url, pick_knee=True)
-    assert knee in front
+    (knee_point,) = best_configs(study_url, pick_knee=True)
+    assert knee_point == knee(sorted(front, key=lambda b: b.params))
+
+
+def best(accuracy: float, params: int) -> Best:
+    return Best(None, accuracy, params, 0, 0)  # type: ignore[arg-type]  (knee reads accuracy and params)
+
+
+def test_the_knee_is_where_parameters_stop_buying_accuracy():
+    """Accuracy against log10(params), both scaled to [0, 1]: the point farthest from the chord."""
+    front = [best(0.50, 10), best(0.90, 100), best(0.92, 1_000), best(0.93, 10_000)]
+    # Scaled: (0, 0), (1/3, 0.93), (2/3, 0.977), (1, 1); the chord is y = x; distances ∝ |y - x|.
+    assert knee(front) is front[1]
+    assert knee([best(0.5, 10), best(0.6, 100)]).accuracy == 0.6  # two points: the more accurate
+    line = [best(0.5 + 0.1 * i, 10**i) for i in range(1, 5)]  # on the chord: every distance is 0
+    assert knee(line) is line[0]
 
 
 def test_export_round_trips_and_a_fresh_interpreter_builds_and_fits(study_url, tmp_path):
@@ -145,6 +164,9 @@ def get_json(url: str):
 
 
 def test_dashboard_serves_the_study_while_a_worker_writes(study_url, tmp_path, write_space):
+    own = tmp_path / "picks.db"
+    own.write_bytes(Path(study_url[len("sqlite:///") :]).read_bytes())
+    study_url = f"sqlite:///{own}"
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "jumpsearch", "dashboard", "--storage", study_url, "--port", str(port)],
@@ -169,7 +191,7 @@ def test_dashboard_serves_the_study_while_a_worker_writes(study_url, tmp_path, w
         assert "Search space" in json.dumps(detail.get("note", ""))  # the space file is in the study's note
         # A worker keeps writing while the dashboard reads.
         space = load_space(write_space(SPACE.replace("trials: 12", "trials: 16")))
-        run_search(space, storage=study_url, progress=False, train=made_up_accuracy)
+        run_search(space, storage=study_url, train=made_up_accuracy)
         for _ in range(50):  # the dashboard refreshes its view of a study every few seconds
             detail = get_json(f"{base}/api/studies/{summary['study_id']}?after=0")
             if len(detail["trials"]) >= 16:

@@ -1,17 +1,17 @@
 """End to end: a space file → trained candidates in an Optuna study → the front, through the CLI."""
 
-import subprocess
-import sys
+import logging
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from jumpsearch import Candidate, count_params
+from jumpsearch import Candidate, JumpsearchError, count_params
 from jumpsearch.cli import main
+from jumpsearch.samplers import make_sampler
 from jumpsearch.space import load_space
-from jumpsearch.study import run_search
-from jumpsearch.training import TrainingFailed
+from jumpsearch.study import count_trained, run_search
+from jumpsearch.training import TrainingFailed, TrainResult
 
 
 def study_at(tmp_path, name="tiny"):
@@ -31,13 +31,14 @@ def test_run_records_trials_resumes_and_prints_the_front(tmp_path, monkeypatch, 
         assert params == trial.user_attrs["params"] == count_params(candidate.model)
         assert candidate.model.input_shape == (8, 8, 1) and candidate.training.epochs == 1
         assert trial.user_attrs["epochs"] == 1 and trial.user_attrs["train_seconds"] > 0
-        assert trial.user_attrs["device"] == "CPU" and trial.user_attrs["flops"] > 0
+        assert trial.user_attrs["device"].split(":")[0] in ("CPU", "GPU") and trial.user_attrs["flops"] > 0
     assert study_at(tmp_path).user_attrs["space"]["name"] == "tiny"
 
     assert main(["run", "--space", str(space), "--trials", "3", "-q"]) == 0  # resumes: one more trial
     again = study_at(tmp_path).get_trials(states=(TrialState.COMPLETE,))
     assert len(again) == 3
     assert [(t.number, t.values) for t in again[:2]] == [(t.number, t.values) for t in first]
+    assert len({t.user_attrs["key"] for t in again}) == 3  # the resumed run trained a new configuration
 
     capsys.readouterr()
     assert main(["results", "--space", str(space)]) == 0
@@ -48,6 +49,15 @@ def test_run_records_trials_resumes_and_prints_the_front(tmp_path, monkeypatch, 
     assert f"{front[0].values[0]:.4f}" in table
 
 
+def fixed_result(accuracy=0.5):
+    def train(candidate, data, seed, on_epoch=None):
+        if on_epoch is not None:
+            on_epoch(candidate.training.epochs)
+        return TrainResult(accuracy, 1.0, candidate.training.epochs, 0.1, "CPU")
+
+    return train
+
+
 def test_points_over_the_budget_are_rejected_without_training(tmp_path, write_space):
     space = load_space(
         write_space(
@@ -55,7 +65,7 @@ def test_points_over_the_budget_are_rejected_without_training(tmp_path, write_sp
             name: budget
             data: {dataset: digits}
             model: {groups: 1, blocks_per_group: 1, stem_filters: [8, 8], base_filters: {choice: [8, 64]}}
-            training: {epochs: 1, steps_per_epoch: 1}
+            training: {epochs: 1, steps_per_epoch: 1, learning_rate: {float: [1e-3, 1e-2]}}
             constraints: {max_params: 5000}
             sampler: random
             """
@@ -67,20 +77,22 @@ def test_points_over_the_budget_are_rejected_without_training(tmp_path, write_sp
     )
     calls = []
 
-    def fake_train(candidate, data, seed, **kwargs):
+    def failing_train(candidate, data, seed, on_epoch=None):
         calls.append(candidate)
-        raise AssertionError("not reached for a rejected point")
+        raise RuntimeError("not this time")
 
-    with pytest.raises(Exception, match="search stopped: 5 trials in a row failed"):
-        run_search(space, trials=1, storage=storage, progress=False, train=fake_train)
+    with pytest.raises(JumpsearchError, match="search stopped: 5 trials in a row failed"):
+        run_search(space, trials=1, storage=storage, train=failing_train)
     trials = optuna.load_study(study_name="budget", storage=storage).get_trials()
     rejected = trials[0]
     assert rejected.state == TrialState.PRUNED
     assert "exceed max_params 5,000" in rejected.user_attrs["rejected"]
     assert rejected.user_attrs["params"] > 5000 and "train_seconds" not in rejected.user_attrs
+    assert rejected.constraints["jumpsearch"] > 0  # the sampler is told the point is infeasible
     assert all(c.model.base_filters == 8 for c in calls)  # only points within budget reached training
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(failed) == 5 and all("AssertionError" in t.user_attrs["fail_reason"] for t in failed)
+    assert len(failed) == 5 and all(t.user_attrs["fail_reason"] == "RuntimeError: not this time" for t in failed)
+    assert all("Traceback" in t.user_attrs["traceback"] for t in failed)
 
 
 def test_a_failing_trial_fails_alone_with_its_reason(tmp_path, write_space):
@@ -88,70 +100,95 @@ def test_a_failing_trial_fails_alone_with_its_reason(tmp_path, write_space):
     storage = f"sqlite:///{tmp_path}/f.db"
     outcomes = iter([TrainingFailed("training loss became nan at epoch 1"), None, None])
 
-    def flaky_train(candidate, data, seed, **kwargs):
+    def flaky_train(candidate, data, seed, on_epoch=None):
         error = next(outcomes)
         if error:
             raise error
-        from jumpsearch.training import TrainResult
-
         return TrainResult(0.5, 1.0, 1, 0.1, "CPU")
 
-    study = run_search(space, trials=2, storage=storage, progress=False, train=flaky_train)
+    study = run_search(space, trials=2, storage=storage, train=flaky_train)
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert study.trials[0].user_attrs["fail_reason"] == "TrainingFailed: training loss became nan at epoch 1"
 
 
-def test_ctrl_c_fails_the_running_trial_and_leaves_the_study_resumable(tmp_path, monkeypatch, write_space, capsys):
-    import jumpsearch.training
-
-    monkeypatch.chdir(tmp_path)
-    space = write_space()
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    real = jumpsearch.training.train_and_evaluate
-    monkeypatch.setattr(jumpsearch.training, "train_and_evaluate", interrupted)
-    assert main(["run", "--space", str(space), "-q"]) == 130
-    assert "Run the same command to resume" in capsys.readouterr().err
-    assert [t.state for t in study_at(tmp_path).trials] == [TrialState.FAIL]
-
-    monkeypatch.setattr(jumpsearch.training, "train_and_evaluate", real)
-    assert main(["run", "--space", str(space), "-q", "--trials", "1"]) == 0
-    assert [t.state for t in study_at(tmp_path).trials] == [TrialState.FAIL, TrialState.COMPLETE]
-
-
-@pytest.mark.parametrize(
-    ("space_text", "extra", "message"),
-    [
-        ("name: x\nmodel: {groups: [1, 2}\n", [], "space.yaml: malformed YAML"),
-        ("name: x\nmodel: {grups: 2}\n", [], "space.yaml: model.grups: unknown key"),
-        ("name: x\nmodel: {groups: {int: [1, 5]}}\n", [], "reaches 5 downsamplings, but a 8x8 input"),
-        ("name: x\nsampler: annealing\n", [], "sampler.name: unknown sampler 'annealing'"),
-        ("name: x\ndata: {dataset: npz, path: nowhere.npz}\n", [], "nowhere.npz: cannot read"),
-        (
-            "name: x\n",
-            ["--storage", "postgresql://nobody@127.0.0.1:1/none"],
-            "storage postgresql://nobody@127.0.0.1:1/none",
-        ),
-        ("name: x\n", ["--storage", "mongodb://127.0.0.1/x"], "storage mongodb://127.0.0.1/x: cannot open it"),
-    ],
-)
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, write_space, space_text, extra, message):
-    space = write_space(space_text)
-    result = subprocess.run(
-        [sys.executable, "-m", "jumpsearch", "run", "--space", str(space), *extra],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_a_configuration_sampled_again_reuses_its_result_without_training(tmp_path, write_space, caplog):
+    """growth_rate 1.0 and 1.01 round to the same widths: one network, trained once."""
+    space = load_space(
+        write_space(
+            """\
+            name: same
+            model: {groups: 2, blocks_per_group: 1, stem_filters: [8, 8], base_filters: 8,
+                    growth_rate: {choice: [1.0, 1.01]}, jump_width: 1.0}
+            training: {epochs: 1, steps_per_epoch: 1}
+            sampler: random
+            """
+        )
     )
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("jumpsearch: error:")]
-    assert len(lines) == 1 and message in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "studies").exists()
+    calls = []
+
+    def train(candidate, data, seed, on_epoch=None):
+        calls.append(candidate)
+        return TrainResult(0.75, 1.0, 1, 0.1, "CPU")
+
+    caplog.set_level(logging.INFO, logger="jumpsearch")
+    storage = f"sqlite:///{tmp_path}/same.db"
+    with pytest.raises(JumpsearchError, match="the space looks exhausted at 1 configurations"):
+        run_search(space, trials=3, storage=storage, train=train)
+    study = optuna.load_study(study_name="same", storage=storage)
+    assert len(calls) == 1 and count_trained(study) == 1
+    duplicates = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    assert len(duplicates) == 20  # then the space is called exhausted and the search stops
+    assert all(t.state == TrialState.COMPLETE and t.values == study.trials[0].values for t in duplicates)
+    assert all(t.user_attrs["duplicate_of"] == 0 and t.user_attrs["train_seconds"] == 0 for t in duplicates)
+    assert "trial 1 is trial 0 again (same network and recipe): not trained" in caplog.text
+
+
+def test_of_two_trials_racing_on_one_configuration_the_first_trains(tmp_path):
+    from jumpsearch.study import _twin
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/race.db", directions=["maximize", "minimize"])
+    first, second = study.ask(), study.ask()
+    for trial in (first, second):
+        trial.set_user_attr("key", "same")
+    assert _twin(first, "same") is None  # the lower number trains
+    assert _twin(second, "same").number == first.number  # the higher one waits for nothing
+    study.tell(first, state=TrialState.FAIL)
+    assert _twin(second, "same") is None  # failed without a reason (a dead worker): trained again
+
+
+def test_samplers_continue_a_study_instead_of_replaying_it():
+    """A resumed study (a new sampler, the same seed) draws what one long run would have drawn."""
+
+    def params(study, sampler, n):
+        for _ in range(n):
+            trial = study.ask()
+            trial.suggest_float("x", 0, 1)
+            study.tell(trial, [trial.params["x"], 0.0])
+        return [t.params["x"] for t in study.trials]
+
+    directions = ["maximize", "minimize"]
+    for name in ("random", "tpe", "nsga2"):
+        one_run = params(optuna.create_study(directions=directions, sampler=make_sampler({"name": name}, 0)), None, 4)
+        resumed = optuna.create_study(directions=directions, sampler=make_sampler({"name": name}, 0))
+        params(resumed, None, 2)
+        resumed.sampler = make_sampler({"name": name}, 0)  # a new process with the same seed
+        assert params(resumed, None, 2) == one_run, name
+        assert len(set(one_run)) == 4, name
+
+
+def test_training_seeds_and_progress_reach_the_trainer(tmp_path, write_space):
+    space = load_space(write_space())
+    seen = []
+
+    def train(candidate, data, seed, on_epoch=None):
+        on_epoch(1)
+        seen.append(seed)
+        return TrainResult(0.5, 1.0, 1, 0.1, "CPU")
+
+    study = run_search(space, trials=2, storage=f"sqlite:///{tmp_path}/s.db", seed=7, train=train)
+    assert seen == [7 + t.number for t in study.trials if t.state == TrialState.COMPLETE]
+    assert all(t.user_attrs["epochs_done"] == 1 for t in study.trials if t.state == TrialState.COMPLETE)
 
 
 def test_ablate_runs_each_family_and_writes_the_comparison(tmp_path, monkeypatch, write_space, capsys):
