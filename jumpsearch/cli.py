@@ -39,6 +39,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    """0 or a positive integer."""
+    return 0 if text.strip() == "0" else _positive(text)
+
+
+def _search_options(args: argparse.Namespace) -> dict:
+    """What ``run`` and ``ablate`` pass alike to the search."""
+    keys = ("trials", "timeout", "storage", "seed", "data_dir")
+    return {**{key: getattr(args, key) for key in keys}, "progress": not args.quiet}
+
+
 def _run(args: argparse.Namespace) -> int:
     from jumpsearch.report import annotate_for_dashboard
     from jumpsearch.results import format_table, pareto_front
@@ -53,14 +64,9 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.workers,
         gpus=gpu_ids(args.gpus) if args.gpus else None,
         recycle=args.recycle,
-        trials=args.trials,
-        timeout=args.timeout,
-        storage=args.storage,
         study_name=args.study_name,
-        seed=args.seed,
-        data_dir=args.data_dir,
         heartbeat=args.heartbeat,
-        progress=not args.quiet,
+        **_search_options(args),
     )
     try:
         annotate_for_dashboard(study)
@@ -211,15 +217,7 @@ def _ablate(args: argparse.Namespace) -> int:
     budgets = None
     if args.budgets:
         budgets = [parse_count(b, "--budgets") for b in args.budgets.split(",")]
-    studies = run_ablation(
-        space,
-        trials=args.trials,
-        timeout=args.timeout,
-        storage=args.storage,
-        seed=args.seed,
-        data_dir=args.data_dir,
-        progress=not args.quiet,
-    )
+    studies = run_ablation(space, **_search_options(args))
     table, paths = write_ablation(studies, args.out, space.name, budgets)
     accuracy = {c: "{:.4f}".format for c in table.columns if "acc" in c}
     print(table.to_string(index=False, formatters=accuracy))
@@ -277,11 +275,11 @@ def make_parser() -> argparse.ArgumentParser:
         "--gpus", metavar="all|0,1,…", help="one worker per listed GPU, each seeing only its own (0,0: two on GPU 0)"
     )
     run.add_argument(
-        "--recycle", type=int, default=20, metavar="N",
+        "--recycle", type=_count, default=20, metavar="N",
         help="start a fresh process every N trials, returning TensorFlow's memory (default: 20; 0: never)",
     )  # fmt: skip
     run.add_argument(
-        "--heartbeat", type=int, default=HEARTBEAT_INTERVAL, metavar="SECONDS",
+        "--heartbeat", type=_positive, default=HEARTBEAT_INTERVAL, metavar="SECONDS",
         help="seconds between a running trial's heartbeats; a trial silent for 4 is failed and retried (default: 30)",
     )  # fmt: skip
     run.add_argument("--study-name", metavar="NAME", help="study name (default: the space's name)")

@@ -113,11 +113,9 @@ params are trainable weights; FLOPs are multiply-accumulates of one forward pass
 
 
 def annotate_for_dashboard(study: optuna.Study) -> None:
-    """Put the space file in the study's note, and save the front's plot, so that
-    optuna-dashboard shows them beside the trials."""
+    """Save the front's plot in the study, so that optuna-dashboard shows it beside the trials (the
+    study's note already holds its space file)."""
     import optuna_dashboard
 
-    space = yaml.safe_dump(study.user_attrs.get("space", {}), sort_keys=False)
-    optuna_dashboard.save_note(study, f"# {study.study_name}\n\nSearch space:\n\n```yaml\n{space}```\n")
     if front(study):
         optuna_dashboard.save_plotly_graph_object(study, front_figure(study), graph_object_id="pareto-front")

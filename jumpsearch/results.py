@@ -121,8 +121,9 @@ def _as_study(study_or_storage: optuna.Study | str, study_name: str | None) -> o
 
 
 def knee(front: list[Best]) -> Best:
-    """The front point farthest from the line joining its ends, accuracy against log10(params), both
-    scaled to [0, 1]: where adding parameters stops buying accuracy."""
+    """The front point farthest above the line joining its ends, accuracy against log10(params), both
+    scaled to [0, 1]: where adding parameters stops buying accuracy. (A point below the line is where
+    accuracy has not started to pay yet; it is never the knee unless no point lies above.)"""
     if len(front) <= 2:
         return max(front, key=lambda b: b.accuracy)
     xs = [math.log10(max(b.params, 1)) for b in front]
@@ -130,9 +131,8 @@ def knee(front: list[Best]) -> Best:
     span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
     points = [((x - min(xs)) / span_x, (y - min(ys)) / span_y) for x, y in zip(xs, ys, strict=True)]
     (x0, y0), (x1, y1) = min(points), max(points)
-    length = math.hypot(x1 - x0, y1 - y0) or 1.0
-    distances = [abs((y1 - y0) * x - (x1 - x0) * y + x1 * y0 - y1 * x0) / length for x, y in points]
-    return front[distances.index(max(distances))]
+    above = [(x1 - x0) * (y - y0) - (y1 - y0) * (x - x0) for x, y in points]  # ∝ signed distance
+    return front[above.index(max(above))]
 
 
 def best_configs(

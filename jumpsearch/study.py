@@ -188,7 +188,17 @@ def create_study(
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2; names show in tables and dashboards
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(space.objectives))
+        _note_space(study)
     return study
+
+
+def _note_space(study: optuna.Study) -> None:
+    """The space file as the study's note, which optuna-dashboard shows beside the trials."""
+    import optuna_dashboard
+    import yaml
+
+    text = yaml.safe_dump(study.user_attrs["space"], sort_keys=False)
+    optuna_dashboard.save_note(study, f"# {study.study_name}\n\nSearch space:\n\n```yaml\n{text}```\n")
 
 
 def count_trained(study: optuna.Study) -> int:

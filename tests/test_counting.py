@@ -13,7 +13,7 @@ from jumpsearch.counting import count
 from jumpsearch.space import load_space
 
 SHAPES = {"digits": ((8, 8, 1), 10), "cifar": ((32, 32, 3), 10), "ablation": ((8, 8, 1), 10)}
-POINTS = {"digits": 100, "cifar": 100, "ablation": 60}
+POINTS = {"digits": 60, "cifar": 40, "ablation": 60}
 
 
 def keras_macs(model: keras.Model) -> int:
@@ -37,7 +37,7 @@ def weights(variables) -> int:
 
 @pytest.mark.parametrize("space_name", ["digits", "cifar", "ablation"])
 def test_counts_equal_the_built_model_for_random_points(space_name):
-    """Buildable points of every shipped space: 260 in all, every family among them."""
+    """Buildable points of every shipped space: 160 in all, every family among them."""
     space = load_space(ROOT / "search_spaces" / f"{space_name}.yaml")
     shape, classes = SHAPES[space_name]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1), directions=space.directions)

@@ -249,12 +249,12 @@ def test_two_processes_on_one_study_train_distinct_configurations(tmp_path, writ
 
 def test_a_recycled_worker_goes_on_with_new_configurations(tmp_path, write_space):
     space = write_space(space_text(name="recycle"))
-    result = jumpsearch("run", "--space", str(space), "--trials", "6", "--recycle", "2", "-q", cwd=tmp_path)
+    result = jumpsearch("run", "--space", str(space), "--trials", "4", "--recycle", "2", "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="recycle", storage=f"sqlite:///{tmp_path}/studies/recycle.db")
-    assert len(trained(study)) == 6
+    assert len(trained(study)) == 4
     all_distinct(study)
-    assert len({t.user_attrs["worker"] for t in trained(study)}) == 3  # three worker processes in turn
+    assert len({t.user_attrs["worker"] for t in trained(study)}) == 2  # two worker processes in turn
 
 
 def test_a_resume_after_sigkill_trains_new_configurations(tmp_path, write_space):
@@ -281,7 +281,7 @@ def test_the_same_seed_in_one_process_reproduces_its_trials(tmp_path, write_spac
     runs = []
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
-        result = jumpsearch("run", "--space", str(space), "--trials", "4", "--seed", "7", "-q", cwd=tmp_path / folder)
+        result = jumpsearch("run", "--space", str(space), "--trials", "3", "--seed", "7", "-q", cwd=tmp_path / folder)
         assert result.returncode == 0, result.stderr
         study = optuna.load_study(study_name="repro", storage=f"sqlite:///{tmp_path}/{folder}/studies/repro.db")
         runs.append([(t.params, t.values) for t in study.trials])

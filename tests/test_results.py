@@ -1,20 +1,20 @@
 """Using a finished study: pick from the front, export, train fully, report, and optuna-dashboard."""
 
 import json
-from pathlib import Path
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import keras
 import optuna
 import pytest
 
 from jumpsearch import best_configs, count_params, export_configs, load_configs, load_space, run_search, write_report
-from jumpsearch.results import Best, knee
 from jumpsearch.cli import main
+from jumpsearch.results import Best, knee
 from jumpsearch.training import TrainResult
 
 SPACE = """\
@@ -73,8 +73,10 @@ def test_the_knee_is_where_parameters_stop_buying_accuracy():
     # Scaled: (0, 0), (1/3, 0.93), (2/3, 0.977), (1, 1); the chord is y = x; distances ∝ |y - x|.
     assert knee(front) is front[1]
     assert knee([best(0.5, 10), best(0.6, 100)]).accuracy == 0.6  # two points: the more accurate
-    line = [best(0.5 + 0.1 * i, 10**i) for i in range(1, 5)]  # on the chord: every distance is 0
-    assert knee(line) is line[0]
+    late = [best(0.50, 10), best(0.52, 100), best(0.55, 1_000), best(0.95, 10_000), best(0.96, 100_000)]
+    # Scaled y: 0, 0.043, 0.109, 0.957, 1 against x: 0, 0.25, 0.5, 0.75, 1: the fourth is farthest above
+    # the chord (0.207); the third is farther below it (0.391), where accuracy has not started to pay.
+    assert knee(late) is late[3]
 
 
 def test_export_round_trips_and_a_fresh_interpreter_builds_and_fits(study_url, tmp_path):
@@ -104,7 +106,10 @@ def test_cli_results_pick_and_export(study_url, tmp_path, capsys):
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "t.csv")
-    assert len(table) == 12 and {"values_accuracy", "values_params", "user_attrs_config"} <= set(table.columns)
+    study = optuna.load_study(study_name="picks", storage=study_url)
+    assert len(table) == len(study.trials) and {"values_accuracy", "values_params", "user_attrs_config"} <= set(
+        table.columns
+    )
     assert main(["export", "--storage", study_url, "--knee", "--out", str(tmp_path / "k.yaml")]) == 0
     candidates, data = load_configs(tmp_path / "k.yaml")
     assert len(candidates) == 1 and data.dataset == "digits"

@@ -149,6 +149,9 @@ def test_memory_does_not_creep_over_thirty_trials(tmp_path, write_space):
 
     seen: dict[int, float] = {}
     while supervisor.poll() is None and len(seen) < 2:
+        if not (tmp_path / "studies" / "memory.db").exists():
+            time.sleep(0.1)
+            continue
         try:
             study = optuna.load_study(study_name="memory", storage=storage)
             done = len(trained(study))
