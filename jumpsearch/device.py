@@ -1,5 +1,10 @@
 """The backend and the device a process trains on: set up once, quietly, and named for the trial record.
 
+Keras runs on TensorFlow (the default), JAX or PyTorch (``KERAS_BACKEND``). This module is the seam: it
+finds the GPUs each backend sees and sets them up (TensorFlow's memory growth, JAX without
+preallocation, so that several workers share one GPU), turns mixed precision on where there is a GPU,
+and says which backend and device a trial ran on. Nothing here imports a backend that is not chosen.
+
 TensorFlow writes its C++ start-up lines (oneDNN, CUDA stubs, a cuInit error on a machine without a GPU)
 straight to file descriptor 2, before any logging is configured, so neither ``TF_CPP_MIN_LOG_LEVEL`` nor
 Python's logging can hold them. ``quiet_native_stderr`` points descriptor 2 at a temporary file while the
@@ -17,6 +22,8 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from functools import lru_cache
+
+from jumpsearch.errors import JumpsearchError
 
 logger = logging.getLogger(__name__)
 
@@ -42,22 +49,70 @@ def quiet_native_stderr() -> Iterator[None]:
                 logger.debug("backend: %s", line)
 
 
-@lru_cache(maxsize=1)
-def setup_device() -> str:
-    """Import the backend and configure it once: on a GPU, memory growth and mixed precision."""
-    with quiet_native_stderr():
-        import keras
-        import tensorflow as tf
+def _tensorflow_gpus() -> list[str]:
+    import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        logger.info("no GPU visible to TensorFlow; training on CPU")
-        return "CPU"
+    gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
+    return [tf.config.experimental.get_device_details(gpu).get("device_name", "GPU") for gpu in gpus]
+
+
+def _jax_gpus() -> list[str]:
+    import jax
+
+    return [device.device_kind for device in jax.devices() if device.platform == "gpu"]
+
+
+def _torch_gpus() -> list[str]:
+    import torch
+
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+GPUS = {"tensorflow": _tensorflow_gpus, "jax": _jax_gpus, "torch": _torch_gpus}
+
+
+def backend() -> str:
+    """The Keras backend of this process (imported quietly on first use). On JAX or PyTorch, Keras is
+    told that TensorFlow is absent, so that it does not import it for its own optional uses (seeding
+    tf.random, recognizing TensorFlow types): the package then runs the same where TensorFlow is not
+    installed at all."""
+    with quiet_native_stderr():
+        import keras
+    name = keras.config.backend()
+    if name != "tensorflow":
+        from keras.src.utils import module_utils
+
+        module_utils.tensorflow._available = False
+    return name
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and the backend (``keras.utils.set_random_seed``, after ``backend`` above)."""
+    backend()
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+@lru_cache(maxsize=1)
+def setup_device() -> str:
+    """Import the backend and configure it once: on a GPU, mixed precision (and the backend's own
+    memory settings); returns the device as a trial records it, e.g. ``CPU`` or ``GPU:0 NVIDIA H100``."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX: take GPU memory as needed
+    name = backend()
+    if name not in GPUS:
+        raise JumpsearchError(f"KERAS_BACKEND {name!r}: jumpsearch trains with tensorflow, jax or torch")
+    with quiet_native_stderr():
+        gpus = GPUS[name]()
+    if not gpus:
+        logger.info("no GPU visible to %s; training on CPU", name)
+        return "CPU"
+    import keras
+
     keras.mixed_precision.set_global_policy("mixed_float16")
-    name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-    return f"GPU:0 {name}" + (f" (+{len(gpus) - 1} more)" if len(gpus) > 1 else "")
+    return f"GPU:0 {gpus[0]}" + (f" (+{len(gpus) - 1} more)" if len(gpus) > 1 else "")
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ from typing import Any
 
 from jumpsearch.config import Candidate
 from jumpsearch.data import Dataset
-from jumpsearch.device import setup_device
+from jumpsearch.device import set_seed, setup_device
 from jumpsearch.errors import ConfigError
 from jumpsearch.training import compile_model, evaluate
 
@@ -28,16 +28,6 @@ class FinalResult:
     train_seconds: float
     device: str
     model_path: str
-
-
-def _augment(x, y):  # tf tensors
-    """CIFAR's standard augmentation: pad 4 pixels, take a random crop back, flip left-right at random."""
-    import tensorflow as tf
-
-    h, w, c = x.shape
-    x = tf.image.pad_to_bounding_box(x, 4, 4, h + 8, w + 8)
-    x = tf.image.random_crop(x, (h, w, c))
-    return tf.image.random_flip_left_right(x), y
 
 
 def train_final(
@@ -62,20 +52,18 @@ def train_final(
         raise ConfigError(f"epochs: must be at least 1, got {epochs}")
     device = setup_device()
     import keras
-    import tensorflow as tf
+
+    from jumpsearch.batches import Batches
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)
     batch = candidate.training.batch_size
     steps = math.ceil(len(data.x_train) / batch)
     schedule = keras.optimizers.schedules.CosineDecay(candidate.training.learning_rate, decay_steps=epochs * steps)
     model = compile_model(candidate, learning_rate=schedule)
     augment = data.name.startswith("cifar") if augment is None else augment
-    train = tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train)).shuffle(len(data.x_train), seed=seed)
-    if augment:
-        train = train.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
-    train = train.batch(batch).prefetch(tf.data.AUTOTUNE)
+    train = Batches(data.x_train, data.y_train, batch, steps, seed, augment=augment)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
         keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_accuracy", save_best_only=True),
@@ -88,7 +76,6 @@ def train_final(
         epochs=epochs,
         validation_data=(data.x_val, data.y_val),
         callbacks=callbacks,
-        shuffle=False,  # the pipeline shuffles
         verbose=verbose,
     )
     seconds = time.perf_counter() - start

@@ -1,12 +1,7 @@
-"""The training recipe's optimizers, and fused versions of them that make a trial's graph smaller.
+"""The training recipe's optimizers, on any Keras backend.
 
-Keras writes every optimizer update as a dozen small ops per variable; for the small models of a search,
-tracing those ops (and the per-variable ``tf.distribute`` bookkeeping around them) was 40% of a trial's
-first-epoch cost. TensorFlow has one fused kernel per variable for the same update rules
-(``ResourceApplyAdam``, ``ResourceApplyKerasMomentum``), which compute the same formulas as Keras 3's
-``Adam`` and ``SGD`` (the tests hold them equal to float rounding). The fused classes are used for a
-search's brief trials only: they bypass ``tf.distribute`` (a search worker runs one device, without a
-strategy), and a model saved by ``jumpsearch train`` keeps a stock Keras optimizer that any Keras loads.
+On TensorFlow, a search's brief trials take fused versions of the same update rules (``fused_tf``): the
+one speed-up that is TensorFlow's own sits behind this function, with stock Keras beside it.
 """
 
 from __future__ import annotations
@@ -14,87 +9,23 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from jumpsearch.config import TrainingConfig
+
+STOCK = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}
 
 
 def make_optimizer(config: TrainingConfig, learning_rate: Any = None, fused: bool = False) -> keras.Optimizer:
     """The candidate's optimizer; ``learning_rate`` may replace its constant rate by a schedule, and
-    ``fused`` picks the one-kernel-per-variable updates (TensorFlow backend, no distribution strategy; SGD
-    with momentum, as here)."""
+    ``fused`` asks for one-kernel-per-variable updates, given where Keras runs on TensorFlow (elsewhere
+    the stock optimizer is the fast path)."""
+    classes = STOCK
+    if fused and keras.config.backend() == "tensorflow":
+        from jumpsearch.fused_tf import FUSED as classes
+    cls = classes[config.optimizer]
     rate = config.learning_rate if learning_rate is None else learning_rate
-    decay = config.weight_decay or None
     if config.optimizer == "sgd":
-        sgd = FusedSGD if fused else keras.optimizers.SGD
-        return sgd(rate, momentum=0.9, nesterov=True, weight_decay=decay)
+        return cls(rate, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
     if config.optimizer == "adamw":
-        return (FusedAdamW if fused else keras.optimizers.AdamW)(rate, weight_decay=config.weight_decay)
-    return (FusedAdam if fused else keras.optimizers.Adam)(rate, weight_decay=decay)
-
-
-def _tf_variable(variable: Any) -> tf.Variable:
-    return variable.value if isinstance(variable, keras.Variable) else variable
-
-
-class _Fused:
-    """One kernel per variable for the update, its scalars made once per step, no per-variable merge calls.
-
-    Subclasses give the step's scalars and the one-variable update; Keras still does clipping,
-    accumulation, EMA and the iteration count around them.
-    """
-
-    def _apply_weight_decay(self, variables: list) -> None:
-        if self.weight_decay is None:
-            return
-        rates: dict[tf.DType, tuple[tf.Tensor, tf.Tensor]] = {}
-        for variable in variables:
-            if self._use_weight_decay(variable):
-                var = _tf_variable(variable)
-                if var.dtype not in rates:
-                    rates[var.dtype] = (tf.cast(self.weight_decay, var.dtype), tf.cast(self.learning_rate, var.dtype))
-                wd, lr = rates[var.dtype]
-                var.assign_sub(var * wd * lr)  # Keras's expression, in Keras's order
-
-    def _backend_update_step(self, grads: list, trainable_variables: list, learning_rate: Any) -> None:
-        scalars: dict[tf.DType, dict[str, tf.Tensor]] = {}
-        for grad, variable in zip(grads, trainable_variables, strict=True):
-            var = _tf_variable(variable)
-            if var.dtype not in scalars:
-                scalars[var.dtype] = self._step_scalars(tf.cast(learning_rate, var.dtype), var.dtype)
-            index = self._get_variable_index(variable)
-            self._fused_update(index, var, tf.cast(grad, var.dtype), scalars[var.dtype])
-
-    def _step_scalars(self, lr: tf.Tensor, dtype: tf.DType) -> dict[str, tf.Tensor]:
-        raise NotImplementedError
-
-    def _fused_update(self, index: int, var: tf.Variable, grad: tf.Tensor, scalars: dict[str, tf.Tensor]) -> None:
-        raise NotImplementedError
-
-
-class FusedAdam(_Fused, keras.optimizers.Adam):
-    def _step_scalars(self, lr: tf.Tensor, dtype: tf.DType) -> dict[str, tf.Tensor]:
-        step = tf.cast(self.iterations + 1, dtype)
-        beta1, beta2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
-        epsilon = tf.cast(self.epsilon, dtype)
-        powers = {"beta1_power": tf.pow(beta1, step), "beta2_power": tf.pow(beta2, step)}
-        return {"lr": lr, "beta1": beta1, "beta2": beta2, "epsilon": epsilon, **powers}
-
-    def _fused_update(self, index: int, var: tf.Variable, grad: tf.Tensor, scalars: dict[str, tf.Tensor]) -> None:
-        m, v = _tf_variable(self._momentums[index]), _tf_variable(self._velocities[index])
-        tf.raw_ops.ResourceApplyAdam(var=var.handle, m=m.handle, v=v.handle, grad=grad, **scalars)
-
-
-class FusedAdamW(FusedAdam, keras.optimizers.AdamW):
-    pass
-
-
-class FusedSGD(_Fused, keras.optimizers.SGD):
-    def _step_scalars(self, lr: tf.Tensor, dtype: tf.DType) -> dict[str, tf.Tensor]:
-        return {"lr": lr, "momentum": tf.cast(self.momentum, dtype)}
-
-    def _fused_update(self, index: int, var: tf.Variable, grad: tf.Tensor, scalars: dict[str, tf.Tensor]) -> None:
-        accum = _tf_variable(self.momentums[index])
-        tf.raw_ops.ResourceApplyKerasMomentum(
-            var=var.handle, accum=accum.handle, grad=grad, use_nesterov=self.nesterov, **scalars
-        )
+        return cls(rate, weight_decay=config.weight_decay)
+    return cls(rate, weight_decay=config.weight_decay or None)

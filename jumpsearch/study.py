@@ -106,6 +106,7 @@ class Objective:
         trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
         trial.set_user_attr("epochs", result.epochs)
         trial.set_user_attr("device", result.device)
+        trial.set_user_attr("backend", result.backend)
         trial.set_user_attr("val_loss", result.val_loss)
         values = {"accuracy": result.val_accuracy, "params": counts.trainable, "flops": counts.macs}
         return tuple(float(values[o]) for o in self.space.objectives)

@@ -10,7 +10,7 @@ from typing import Any
 
 from jumpsearch.config import Candidate
 from jumpsearch.data import Dataset
-from jumpsearch.device import setup_device
+from jumpsearch.device import set_seed, setup_device
 
 
 class TrainingFailed(RuntimeError):
@@ -24,6 +24,7 @@ class TrainResult:
     epochs: int
     train_seconds: float
     device: str
+    backend: str = "tensorflow"
 
 
 def compile_model(candidate: Candidate, learning_rate: Any = None):  # -> keras.Model
@@ -48,14 +49,17 @@ def compile_model(candidate: Candidate, learning_rate: Any = None):  # -> keras.
 _pipeline: dict[int, tuple[Dataset, object]] = {}
 
 
-def _training_examples(data: Dataset):  # -> tf.data.Dataset
-    """The training part as a tf.data source, made once per worker and reused by every trial."""
+def _tensorflow_examples(data: Dataset, batch_size: int, seed: int):  # -> tf.data.Dataset
+    """TensorFlow's own input path: the training part as a tf.data source made once per worker (and
+    reused by every trial), shuffled, repeated and prefetched on TensorFlow's threads."""
     import tensorflow as tf
 
     if id(data) not in _pipeline:
         _pipeline.clear()  # one data set per worker; holding ``data`` keeps its id from being reused
         _pipeline[id(data)] = (data, tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train)))
-    return _pipeline[id(data)][1]
+    source: Any = _pipeline[id(data)][1]
+    shuffled = source.shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
+    return shuffled.repeat().batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def evaluate(model, x, y, batch_size: int = 1024) -> tuple[float, float]:  # model: keras.Model
@@ -87,7 +91,6 @@ def train_and_evaluate(
     device = setup_device()
     import keras
     import numpy as np
-    import tensorflow as tf
 
     from jumpsearch.models import build_model
     from jumpsearch.optimizers import make_optimizer
@@ -96,34 +99,34 @@ def train_and_evaluate(
         callbacks = [*callbacks, keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1))]
     # Drop the last trial's graph; Optuna's gc_after_trial already collected, so skip a second gc.collect.
     keras.backend.clear_session(free_memory=False)
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)
     config = candidate.training
     model = build_model(candidate.model)
+    tensorflow = keras.config.backend() == "tensorflow"
     # No training metrics and a pre-built optimizer: variables created while tracing make TensorFlow
-    # trace the train step twice, and the search only needs validation accuracy. Fused updates: a
-    # smaller graph to trace for the same update rule (jumpsearch.optimizers).
+    # trace the train step twice, and the search only needs validation accuracy. Fused updates (on
+    # TensorFlow): a smaller graph to trace for the same update rule.
     model.compile(
         optimizer=make_optimizer(config, fused=True),
         loss="sparse_categorical_crossentropy",
-        jit_compile=device != "CPU",  # XLA pays off on a GPU; on a CPU its compile time outweighs it
+        # TensorFlow: XLA pays off on a GPU, and on a CPU its compile time outweighs it. JAX and PyTorch
+        # decide for themselves (JAX always compiles).
+        jit_compile=device != "CPU" if tensorflow else "auto",
     )
     model.optimizer.build(model.trainable_variables)
-    n = len(data.x_train)
-    steps = config.steps_per_epoch or math.ceil(n / config.batch_size)
-    train = (
-        _training_examples(data)
-        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    steps = config.steps_per_epoch or math.ceil(len(data.x_train) / config.batch_size)
+    if tensorflow:
+        train = _tensorflow_examples(data, config.batch_size, seed)
+    else:
+        from jumpsearch.batches import Batches
+
+        train = Batches(data.x_train, data.y_train, config.batch_size, steps, seed)
     start = time.perf_counter()
     history = model.fit(
         train,
         epochs=config.epochs,
         steps_per_epoch=steps,
         callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks],
-        shuffle=False,  # the pipeline shuffles
         verbose=0,
     )
     seconds = time.perf_counter() - start
@@ -131,4 +134,4 @@ def train_and_evaluate(
     if not losses or not all(np.isfinite(losses)):
         raise TrainingFailed(f"training loss became {losses[-1] if losses else 'undefined'} at epoch {len(losses)}")
     val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
-    return TrainResult(val_accuracy, val_loss, len(losses), seconds, device)
+    return TrainResult(val_accuracy, val_loss, len(losses), seconds, device, keras.config.backend())

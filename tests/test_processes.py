@@ -278,12 +278,16 @@ def test_a_resume_after_sigkill_trains_new_configurations(tmp_path, write_space)
 
 def test_the_same_seed_in_one_process_reproduces_its_trials(tmp_path, write_space):
     space = write_space(space_text(name="repro", sampler="{name: tpe, n_startup_trials: 2}"))
+    folders = [tmp_path / "a", tmp_path / "b"]
+    processes = []
+    for folder in folders:  # two separate studies, run side by side
+        folder.mkdir()
+        processes.append(start("run", "--space", str(space), "--trials", "3", "--seed", "7", "-q", cwd=folder))
     runs = []
-    for folder in ("a", "b"):
-        (tmp_path / folder).mkdir()
-        result = jumpsearch("run", "--space", str(space), "--trials", "3", "--seed", "7", "-q", cwd=tmp_path / folder)
-        assert result.returncode == 0, result.stderr
-        study = optuna.load_study(study_name="repro", storage=f"sqlite:///{tmp_path}/{folder}/studies/repro.db")
+    for folder, process in zip(folders, processes, strict=True):
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+        study = optuna.load_study(study_name="repro", storage=f"sqlite:///{folder}/studies/repro.db")
         runs.append([(t.params, t.values) for t in study.trials])
     assert runs[0] == runs[1]
     assert len({str(p) for p, _ in runs[0]}) == len(runs[0])
