@@ -7,6 +7,7 @@ them, whether they exist or can be written, and which errors mean "the server di
 from __future__ import annotations
 
 import os
+import random
 import re
 import time
 import warnings
@@ -60,10 +61,13 @@ def _prepare_file(url: str, path: Path) -> None:
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:
-    """Errors that mean the server did not answer (worth another try), by type."""
+    """Errors worth another try, by type: the server did not answer, or another process was creating the
+    same database's tables at the same moment (Optuna's schema set-up is not atomic)."""
     import sqlalchemy.exc
 
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError, sqlalchemy.exc.OperationalError]
+    errors: list[type[BaseException]] = [
+        ConnectionError, TimeoutError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError,
+    ]  # fmt: skip
     try:
         import redis.exceptions
 
@@ -100,7 +104,7 @@ def open_storage(
         except Exception as e:
             reason = " ".join(str(e).split()) or type(e).__name__
             if isinstance(e, unreachable) and attempt + 1 < attempts:
-                time.sleep(2**attempt)
+                time.sleep(2**attempt * random.uniform(0.5, 1.0))  # racing processes draw apart
                 continue
             tries = f" after {attempt + 1} tries" if attempt else ""
             raise JumpsearchError(f"storage {redact(url)}: cannot open it{tries} ({reason[:300]})") from None

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import optuna
 import pytest
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from jumpsearch.records import trained
@@ -207,7 +208,7 @@ def wait_for_training(storage, name, process, timeout=300):
             running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "epochs_done" in t.user_attrs]
             if running:
                 return running[0]
-        except (KeyError, Exception):  # the study may not exist yet
+        except (KeyError, sqlalchemy.exc.SQLAlchemyError):  # the study may not exist yet
             pass
         time.sleep(0.2)
     raise AssertionError(f"no trial started training; stderr: {process.stderr.read() if process.stderr else ''}")

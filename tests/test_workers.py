@@ -11,6 +11,7 @@ from datetime import datetime
 
 import optuna
 import pytest
+import sqlalchemy.exc
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -159,8 +160,8 @@ def test_memory_does_not_creep_over_many_trials(tmp_path, write_space):
             for mark in (3, 15):
                 if done >= mark and mark not in seen and running and "worker" in running[0].user_attrs:
                     seen[mark] = resident_mb(int(running[0].user_attrs["worker"].rsplit(":", 1)[1]))
-        except (KeyError, FileNotFoundError, ProcessLookupError):  # not created yet, or a worker just left
-            pass
+        except (KeyError, FileNotFoundError, ProcessLookupError, sqlalchemy.exc.SQLAlchemyError):
+            pass  # the study is being created, or a worker has just left
         time.sleep(0.1)
     output, _ = supervisor.communicate(timeout=600)
     assert supervisor.returncode == 0, output[-3000:]
