@@ -76,6 +76,7 @@ def train_final(
         epochs=epochs,
         validation_data=(data.x_val, data.y_val),
         callbacks=callbacks,
+        shuffle=False,  # the batches shuffle themselves
         verbose=verbose,
     )
     seconds = time.perf_counter() - start

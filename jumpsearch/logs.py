@@ -30,11 +30,13 @@ class _Stderr(logging.StreamHandler):
 
 def configure(level: int = logging.INFO) -> None:
     """Show the package's messages at ``level`` and above on stderr as ``jumpsearch: …`` lines; keep
-    Optuna to its errors (a failed trial is reported by jumpsearch in one line, without Optuna's
-    traceback) and the backend's Python warnings out of the way."""
+    Optuna and TensorFlow's Python logger to their errors (a failed trial is reported by jumpsearch in
+    one line, without Optuna's traceback)."""
     logger = logging.getLogger("jumpsearch")
     if not any(isinstance(h, _Stderr) for h in logger.handlers):
         logger.addHandler(_Stderr())
     logger.setLevel(level)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # Every trial traces a new model: TensorFlow's "retracing is expensive" warning is expected here.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

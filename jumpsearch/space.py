@@ -194,8 +194,13 @@ class Constraints:
     MEASURES = {
         "max_params": ("params", lambda c: count(c.model).trainable),
         "max_flops": ("FLOPs", lambda c: count(c.model).macs),
-        "max_memory": ("bytes of training memory", training_memory),
+        "max_memory": ("of training memory", training_memory),
     }
+
+    @staticmethod
+    def shown(key: str, value: int) -> str:
+        """A measure as people read it: counts with thousands separators, memory in GiB."""
+        return f"{value / 2**30:,.2f} GiB" if key == "max_memory" else f"{value:,}"
 
     def active(self) -> dict[str, tuple[str, Callable[[Candidate], int], int]]:
         """Each limit in force: (what it counts, how to count it, the limit). Memory is always limited:
@@ -209,7 +214,7 @@ class Constraints:
         for key, (unit, measure, limit) in self.active().items():
             value = measure(candidate)
             if value > limit:
-                return f"{value:,} {unit} exceed {key} {limit:,}", value / limit - 1
+                return f"{self.shown(key, value)} {unit} exceed {key} {self.shown(key, limit)}", value / limit - 1
         return None
 
 
@@ -359,13 +364,13 @@ class SearchSpace:
         """Before any trial: every group count the space reaches fits the images, and the smallest
         model of the space meets each constraint (else no point could)."""
         self.check_input(input_shape)
+        shown = self.constraints.shown
         for key, (unit, measure, limit) in self.constraints.active().items():
-            smallest = self.smallest(measure, input_shape, num_classes)
-            value = measure(smallest)
+            value = measure(self.smallest(measure, input_shape, num_classes))
             if value > limit:
                 raise ConfigError(
-                    f"{self.source}: constraints.{key}: the smallest model of the space has {value:,} {unit}, "
-                    f"over the limit {limit:,}; raise the limit or lower the model's ranges"
+                    f"{self.source}: constraints.{key}: the smallest model of the space has {shown(key, value)} "
+                    f"{unit}, over the limit {shown(key, limit)}; raise the limit or lower the model's ranges"
                 )
 
     def check_input(self, input_shape: tuple[int, int, int]) -> None:

@@ -127,6 +127,7 @@ def train_and_evaluate(
         epochs=config.epochs,
         steps_per_epoch=steps,
         callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks],
+        shuffle=False,  # both inputs shuffle themselves
         verbose=0,
     )
     seconds = time.perf_counter() - start
