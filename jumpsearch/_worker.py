@@ -1,4 +1,5 @@
-"""A worker process of ``run_workers``: ``run_search`` on the job its supervisor passed as JSON.
+"""A worker process of ``run_workers``: it imports its backend at once, then runs ``run_search`` on the
+job its supervisor writes to its stdin as one JSON line (an empty stdin: nothing to do).
 
 It reports through the storage and its stderr: one line per trial that did not train, and an error as
 one ``jumpsearch: error:`` line with exit status 2. A signal fails the running trial with the signal's
@@ -10,8 +11,8 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Sequence
 
+from jumpsearch.device import setup_device
 from jumpsearch.errors import Interrupted, JumpsearchError, raise_interrupted
 from jumpsearch.logs import configure
 from jumpsearch.space import space_from_dict
@@ -19,12 +20,17 @@ from jumpsearch.study import run_search
 from jumpsearch.workers import ERROR_PREFIX
 
 
-def main(argv: Sequence[str]) -> int:
+def main() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, raise_interrupted)
-    job = json.loads(argv[0])
-    configure(job.pop("log_level"))
+    configure()
     try:
+        setup_device()
+        line = sys.stdin.readline()
+        if not line:
+            return 0
+        job = json.loads(line)
+        configure(job.pop("log_level"))
         space = space_from_dict(job.pop("space"), job.pop("source"))
         run_search(space, **job)
     except Interrupted as e:
@@ -36,4 +42,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

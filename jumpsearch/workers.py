@@ -35,7 +35,7 @@ from jumpsearch.study import count_trained, create_study
 
 logger = logging.getLogger(__name__)
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5
 MAX_CRASHES = 3  # workers that die without a word, in a row, before the supervisor gives up
 ERROR_PREFIX = "jumpsearch: error: "  # how a worker reports the error that stops it
 
@@ -78,18 +78,24 @@ class _Worker:
 
 
 class _Supervisor:
-    def __init__(self, job: dict[str, Any], slots: list[_Worker], write: Any) -> None:
-        self.job, self.slots, self.write = job, slots, write
+    """Starts worker processes, hands them their job, relays what they print, and signals them."""
 
-    def start(self, slot: _Worker, timeout: float | None) -> None:
+    def __init__(self, slots: list[_Worker]) -> None:
+        self.slots = slots
+        self.job: dict[str, Any] = {}
+        self.write: Any = lambda line: print(line, file=sys.stderr, flush=True)
+
+    def spawn(self, slot: _Worker) -> None:
+        """A worker that imports its backend at once and then waits for its job on stdin: started before
+        the supervisor has checked the input, its start-up overlaps that check."""
         env = dict(os.environ)
         if slot.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot.gpu
-        job = {**self.job, "timeout": timeout}
+        slot.error = ""
         slot.process = subprocess.Popen(
-            [sys.executable, "-m", "jumpsearch._worker", json.dumps(job)],
+            [sys.executable, "-m", "jumpsearch._worker"],
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -98,6 +104,25 @@ class _Supervisor:
         )
         slot.reader = threading.Thread(target=self._relay, args=(slot, slot.process), daemon=True)
         slot.reader.start()
+
+    def assign(self, slot: _Worker, timeout: float | None) -> None:
+        assert slot.process is not None and slot.process.stdin is not None
+        try:
+            slot.process.stdin.write(json.dumps({**self.job, "timeout": timeout}) + "\n")
+            slot.process.stdin.close()
+        except BrokenPipeError:  # it has already stopped; the supervisor reads why from its status
+            pass
+
+    def start(self, slot: _Worker, timeout: float | None) -> None:
+        self.spawn(slot)
+        self.assign(slot, timeout)
+
+    def kill_all(self) -> None:
+        """Stop workers that have not been given a job (they have written nothing)."""
+        for slot in self.slots:
+            if slot.process is not None and slot.process.poll() is None:
+                slot.process.kill()
+                slot.process.wait()
 
     def _relay(self, slot: _Worker, process: subprocess.Popen) -> None:
         assert process.stderr is not None
@@ -147,45 +172,52 @@ def run_workers(
         workers = len(gpus)
     if workers < 1:
         raise JumpsearchError(f"--workers {workers}: must be at least 1")
-    data = load_dataset(space.data, data_dir)  # before the study: a missing data set writes nothing
-    space.check(data.input_shape, data.num_classes)
-    url = storage_url(storage, space.name)
-    study = create_study(space, url, study_name, seed, heartbeat)
-    budget = trials or space.trials
-    if count_trained(study) >= budget:
-        logger.info(
-            "study %r already has %d trained trials (budget %d)", study.study_name, count_trained(study), budget
-        )
-        return study
-    if workers > 1:
-        logger.info("%d workers on study %r at %s", workers, study.study_name, redact(url))
-    job = {
-        "space": space.raw,
-        "source": space.source,
-        "trials": budget,
-        "storage": url,
-        "study_name": study.study_name,
-        "seed": seed,
-        "data_dir": data_dir,
-        "heartbeat": heartbeat,
-        "process_trials": recycle or None,
-        "log_level": logging.getLogger("jumpsearch").getEffectiveLevel(),
-    }
-    bar = SearchBar(study, budget) if progress else None
-    write = bar.write if bar is not None else (lambda line: print(line, file=sys.stderr, flush=True))
     slots = [_Worker(gpus[i] if gpus else None) for i in range(workers)]
-    supervisor = _Supervisor(job, slots, write)
-    deadline = time.monotonic() + timeout if timeout else None
+    supervisor = _Supervisor(slots)
+    for slot in slots:
+        supervisor.spawn(slot)
+    bar = None
     try:
+        data = load_dataset(space.data, data_dir)  # before the study: a missing data set writes nothing
+        space.check(data.input_shape, data.num_classes)
+        url = storage_url(storage, space.name)
+        study = create_study(space, url, study_name, seed, heartbeat)
+        budget = trials or space.trials
+        done = count_trained(study)
+        if done >= budget:
+            supervisor.kill_all()
+            logger.info("study %r already has %d trained trials (budget %d)", study.study_name, done, budget)
+            return study
+        if workers > 1:
+            logger.info("%d workers on study %r at %s", workers, study.study_name, redact(url))
+        supervisor.job = {
+            "space": space.raw,
+            "source": space.source,
+            "trials": budget,
+            "storage": url,
+            "study_name": study.study_name,
+            "seed": seed,
+            "data_dir": data_dir,
+            "heartbeat": heartbeat,
+            "process_trials": recycle or None,
+            "log_level": logging.getLogger("jumpsearch").getEffectiveLevel(),
+        }
+        if progress:
+            bar = SearchBar(study, budget)
+            supervisor.write = bar.write
+        deadline = time.monotonic() + timeout if timeout else None
         for slot in slots:
-            slot.trained_at_start = count_trained(study)
-            supervisor.start(slot, timeout)
+            slot.trained_at_start = done
+            supervisor.assign(slot, timeout)
         _supervise(supervisor, study, budget, deadline, bar)
     except KeyboardInterrupt as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         supervisor.signal_all(signum)
         supervisor.wait_all()
         raise Interrupted(signum) from None
+    except BaseException:
+        supervisor.kill_all()
+        raise
     finally:
         if bar is not None:
             bar.close()
