@@ -9,15 +9,18 @@ name and exits with 128 + its number.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 
-from jumpsearch.device import setup_device
+from jumpsearch.device import backend, setup_device
 from jumpsearch.errors import Interrupted, JumpsearchError, raise_interrupted
 from jumpsearch.logs import configure
 from jumpsearch.space import space_from_dict
 from jumpsearch.study import run_search
 from jumpsearch.workers import ERROR_PREFIX
+
+logger = logging.getLogger(__name__)
 
 
 def main() -> int:
@@ -25,12 +28,16 @@ def main() -> int:
         signal.signal(signum, raise_interrupted)
     configure()
     try:
-        setup_device()
+        device = setup_device()  # quietly, while the supervisor checks the input
         line = sys.stdin.readline()
         if not line:
             return 0
         job = json.loads(line)
         configure(job.pop("log_level"))
+        if device == "CPU":
+            logger.info("no GPU visible to %s; training on CPU", backend())
+        else:
+            logger.info("training on %s (%s)", device, backend())
         space = space_from_dict(job.pop("space"), job.pop("source"))
         run_search(space, **job)
     except Interrupted as e:

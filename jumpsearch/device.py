@@ -107,7 +107,7 @@ def setup_device() -> str:
     with quiet_native_stderr():
         gpus = GPUS[name]()
     if not gpus:
-        logger.info("no GPU visible to %s; training on CPU", name)
+        logger.debug("no GPU visible to %s; training on CPU", name)
         return "CPU"
     import keras
 
