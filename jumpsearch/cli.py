@@ -265,9 +265,10 @@ def make_parser() -> argparse.ArgumentParser:
         "run",
         help="search a space (resumes an existing study)",
         description="Sample, train briefly and rank candidates of a search space. Running it again resumes the "
-        "study until it holds --trials complete trials; several workers may share one --storage.",
+        "study until it holds --trials trained trials, each configuration trained once; several workers and "
+        "machines may share one --storage. Ctrl-C or SIGTERM fails the running trial and keeps the study.",
     )
-    _search_arguments(run, "complete trials the study should hold (default: the space's trials, else 20)")
+    _search_arguments(run, "trained trials the study should hold (default: the space's trials, else 20)")
     run.add_argument(
         "--workers", type=_positive, default=1, metavar="N", help="worker processes on this machine (default: 1)"
     )
@@ -276,7 +277,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--recycle", type=_count, default=20, metavar="N",
-        help="start a fresh process every N trials, returning TensorFlow's memory (default: 20; 0: never)",
+        help="replace each worker process after N trained trials, returning its memory (default: 20; 0: never)",
     )  # fmt: skip
     run.add_argument(
         "--heartbeat", type=_positive, default=HEARTBEAT_INTERVAL, metavar="SECONDS",
