@@ -235,11 +235,13 @@ def _supervise(
         remaining = deadline - time.monotonic() if deadline is not None else None
         running = 0
         for slot in supervisor.slots:
-            assert slot.process is not None
+            if slot.process is None:  # finished, and not started again
+                continue
             status = slot.process.poll()
             if status is None:
                 running += 1
                 continue
+            slot.process = None  # handled once: started again below, or left empty
             if slot.reader is not None:
                 slot.reader.join(timeout=5)
             if status == 2 or (status != 0 and slot.error):
