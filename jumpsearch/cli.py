@@ -51,11 +51,11 @@ def _search_options(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from jumpsearch.records import summary
     from jumpsearch.report import annotate_for_dashboard
     from jumpsearch.results import format_table, pareto_front
     from jumpsearch.space import load_space
     from jumpsearch.storage import redact, storage_url
-    from jumpsearch.study import count_trained
     from jumpsearch.workers import gpu_ids, run_workers
 
     space = load_space(args.space)
@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as e:  # a worker racing another for the note must not fail a finished search
         logger.warning("could not annotate the study for optuna-dashboard (%s)", e)
     url = storage_url(args.storage, space.name)
-    print(f"{count_trained(study)} trained trials in study {study.study_name!r} at {redact(url)}")
+    print(f"study {study.study_name!r} at {redact(url)}: {summary(study)}")
     print(format_table(pareto_front(study)))
     return 0
 
@@ -109,6 +109,7 @@ def _picked(args: argparse.Namespace):  # -> list[Best]
 
 
 def _results(args: argparse.Namespace) -> int:
+    from jumpsearch.records import summary
     from jumpsearch.results import format_table, pareto_front, trials_table
 
     study = _study_of(args)
@@ -131,6 +132,7 @@ def _results(args: argparse.Namespace) -> int:
     front = pareto_front(study)
     if not front.empty:
         front = front.set_index("trial").loc[order].reset_index()
+    print(f"study {study.study_name!r}: {summary(study)}", file=sys.stderr)
     print(format_table(front))
     return 0
 

@@ -23,6 +23,17 @@ CIFAR_FILES = {
     "cifar10": ([f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels"),
     "cifar100": (["train"], "test", b"fine_labels"),
 }
+FASHION_MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte.gz",
+    "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz",
+    "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+FASHION_MNIST_OFFLINE = (
+    "pass --data-dir FOLDER (or set data.path) naming a folder of its four original files "
+    f"({', '.join(FASHION_MNIST_FILES.values())}); on Debian or Ubuntu, "
+    "'apt-get install dataset-fashion-mnist' puts them in /usr/share/datasets/fashion-mnist"
+)
 DIGITS_TEST_FRACTION = 0.2
 SPLIT_SEED = 0  # fixed, so the test and validation splits never move between runs or workers
 
@@ -145,18 +156,62 @@ def load_cifar_folder(name: str, folder: str | Path) -> tuple[np.ndarray, ...]:
     return _images(x_train), _images(x_test), _labels(y_train), _labels(y_test)
 
 
-def _load_cifar_keras(name: str) -> tuple[np.ndarray, ...]:
+def read_idx(path: Path) -> np.ndarray:
+    """One array of the IDX format (MNIST's and Fashion-MNIST's files), gzipped or not: a big-endian
+    header of two zero bytes, a type code (0x08: unsigned bytes), the number of dimensions and their sizes."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise JumpsearchError(f"{path}: cannot read the IDX file ({e})") from None
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise JumpsearchError(f"{path}: not an IDX file of unsigned bytes (header {raw[:4].hex() or 'empty'})")
+    ndim = raw[3]
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    size = int(np.prod(shape))
+    if len(raw) != 4 + 4 * ndim + size:
+        raise JumpsearchError(
+            f"{path}: the header announces {shape} bytes of data, the file holds {len(raw) - 4 - 4 * ndim}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_fashion_mnist_folder(folder: str | Path) -> tuple[np.ndarray, ...]:
+    """Read Fashion-MNIST's four original files (gzipped IDX, as published and as Debian installs them)."""
+    folder = Path(folder)
+    missing = [name for name in FASHION_MNIST_FILES.values() if not (folder / name).is_file()]
+    if missing:
+        raise JumpsearchError(
+            f"{folder}: not a Fashion-MNIST folder (missing {', '.join(missing)}); {FASHION_MNIST_OFFLINE}"
+        )
+    arrays = {key: read_idx(folder / name) for key, name in FASHION_MNIST_FILES.items()}
+    for split in ("x_train", "x_test"):
+        if arrays[split].ndim != 3:
+            raise JumpsearchError(
+                f"{folder / FASHION_MNIST_FILES[split]}: expected N×28×28 images, got {arrays[split].shape}"
+            )
+    return _images(arrays["x_train"]), _images(arrays["x_test"]), _labels(arrays["y_train"]), _labels(arrays["y_test"])
+
+
+def _load_keras(name: str) -> tuple[np.ndarray, ...]:
+    """A data set through ``keras.datasets``, which downloads it once into the Keras cache."""
     import keras
 
-    module = keras.datasets.cifar10 if name == "cifar10" else keras.datasets.cifar100
+    module = getattr(keras.datasets, name)
     try:
         (x_train, y_train), (x_test, y_test) = module.load_data()
     except Exception as e:  # keras raises plain Exception on a failed download
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        offline = (
+            FASHION_MNIST_OFFLINE
+            if name == "fashion_mnist"
+            else f"fetch {CIFAR_ORIGINS[name]} elsewhere, extract it, and pass --data-dir FOLDER (or set data.path)"
+        )
         raise JumpsearchError(
-            f"{name}: download through keras.datasets failed ({reason}); "
-            f"offline, fetch {CIFAR_ORIGINS[name]} elsewhere, extract it, and pass --data-dir FOLDER "
-            "(or set data.path in the space file)"
+            f"{name}: download through keras.datasets failed ({reason}); offline, {offline}"
         ) from None
     return _images(x_train), _images(x_test), _labels(y_train), _labels(y_test)
 
@@ -192,14 +247,18 @@ def load_dataset(config: DataConfig, data_dir: str | Path | None = None) -> Data
     path = str(data_dir) if data_dir is not None else config.path
     if config.dataset == "digits":
         x_train, x_test, y_train, y_test = _load_digits()
+    elif config.dataset == "fashion_mnist":
+        x_train, x_test, y_train, y_test = load_fashion_mnist_folder(path) if path else _load_keras(config.dataset)
     elif config.dataset in CIFAR_FILES:
         x_train, x_test, y_train, y_test = (
-            load_cifar_folder(config.dataset, path) if path else _load_cifar_keras(config.dataset)
+            load_cifar_folder(config.dataset, path) if path else _load_keras(config.dataset)
         )
     else:
         assert path is not None  # DataConfig.from_dict requires it
         x_train, x_test, y_train, y_test = _load_npz(path)
     num_classes = _validate(path or config.dataset, x_train, y_train, x_test, y_test)
+    if config.subset is not None and config.subset < len(x_train):
+        x_train, _, y_train, _ = _split(x_train, y_train, 1 - config.subset / len(x_train))
     x_fit, x_val, y_fit, y_val = _split(x_train, y_train.astype(np.int32), config.validation_fraction)
     y_test = y_test.astype(np.int32) if y_test is not None else None
     return Dataset(config.dataset, x_fit, y_fit, x_val, y_val, x_test, y_test, num_classes)

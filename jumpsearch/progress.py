@@ -1,5 +1,6 @@
-"""The progress bar of a search: trials trained against the budget, the front, and the epochs of the
-trials running now, whether they run in this process or in workers that only the storage sees."""
+"""The progress bar of a search: trials trained against the budget, the epochs they spent, the front,
+and the epochs of the trials running now, whether they run in this process or in workers that only the
+storage sees."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from jumpsearch.records import front, trained
+from jumpsearch.records import front, searched
 
 
 class SearchBar:
@@ -20,16 +21,18 @@ class SearchBar:
 
         self.study = study
         self.bar: Any = tqdm(
-            total=budget, initial=len(trained(study)), desc=study.study_name, unit="trial", file=sys.stderr
+            total=budget, initial=searched(study), desc=study.study_name, unit="trial", file=sys.stderr
         )
         self.running: dict[int, str] = {}
         self.front_note = ""
+        self.epochs = 0
         self.refresh(with_running=False)
 
     def refresh(self, with_running: bool = True) -> None:
         """Read trained trials and the front (and, for workers elsewhere, the epochs of running trials)."""
-        done = len(trained(self.study))
+        done = searched(self.study)
         best = front(self.study)
+        self.epochs = sum(t.user_attrs.get("epochs", 0) for t in self.study.get_trials(deepcopy=False))
         if best:
             self.front_note = f"front {len(best)}, best acc {max(t.values[0] for t in best):.4f}"
         self.running = {}
@@ -48,7 +51,8 @@ class SearchBar:
 
     def _show(self) -> None:
         running = ", ".join(f"trial {n} epoch {e}" for n, e in sorted(self.running.items()))
-        self.bar.set_postfix_str("; ".join(p for p in (self.front_note, running) if p))
+        spent = f"{self.epochs} epochs spent"
+        self.bar.set_postfix_str("; ".join(p for p in (spent, self.front_note, running) if p))
 
     def write(self, line: str) -> None:
         self.bar.write(line, file=sys.stderr)

@@ -5,6 +5,10 @@ A trained trial holds ``config``, ``params``, ``flops``, ``key`` (the network an
 trial whose configuration was already trained in the study is complete with the earlier result and
 ``duplicate_of`` (it cost no training); one rejected before training is pruned with ``rejected``; one
 that raised is failed with ``fail_reason`` and ``traceback``, or ``interrupted`` when a signal stopped it.
+
+Under a schedule, a trial records ``rungs`` (epoch → validation accuracy at each rung it reached); one
+the schedule stopped is pruned with ``stopped_at`` (the epochs it trained), and its ``accuracy`` then
+is the last rung's. Every trial that trained records ``epochs`` and ``images`` (the compute it used).
 """
 
 from __future__ import annotations
@@ -22,6 +26,21 @@ def trained(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not is_duplicate(t)]
 
 
+def is_stopped(trial: FrozenTrial) -> bool:
+    """Stopped early by the schedule (pruned after training, unlike a rejected or duplicate trial)."""
+    return trial.state == TrialState.PRUNED and "stopped_at" in trial.user_attrs
+
+
+def stopped(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials the schedule stopped early, each configuration once."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if is_stopped(t)]
+
+
+def searched(study: optuna.Study) -> int:
+    """Configurations trained, to the end or until the schedule stopped them: what a budget of trials counts."""
+    return len(trained(study)) + len(stopped(study))
+
+
 def front(study: optuna.Study) -> list[FrozenTrial]:
     """The Pareto front, each configuration once."""
     return [t for t in study.best_trials if not is_duplicate(t)]
@@ -29,9 +48,32 @@ def front(study: optuna.Study) -> list[FrozenTrial]:
 
 def spent_training(trial: FrozenTrial) -> bool:
     """Whether the trial's configuration went through training (so that training it again would repeat
-    it): complete, running, or failed while training (not interrupted, not failed by a dead worker)."""
-    if "key" not in trial.user_attrs or (trial.state == TrialState.PRUNED):
+    it): complete, stopped by the schedule, running, or failed while training (not interrupted, not
+    failed by a dead worker)."""
+    if "key" not in trial.user_attrs:
         return False
+    if trial.state == TrialState.PRUNED:
+        return is_stopped(trial)
     if trial.state == TrialState.FAIL:
         return "fail_reason" in trial.user_attrs and not trial.user_attrs.get("interrupted")
     return trial.state in (TrialState.COMPLETE, TrialState.RUNNING)
+
+
+def spent(study: optuna.Study) -> dict[str, float]:
+    """The compute a study used: epochs, images and seconds of training over all its trials."""
+    trials = study.get_trials(deepcopy=False)
+    return {
+        "epochs": sum(t.user_attrs.get("epochs", 0) for t in trials),
+        "images": sum(t.user_attrs.get("images", 0) for t in trials),
+        "seconds": round(sum(t.user_attrs.get("train_seconds", 0.0) for t in trials), 1),
+    }
+
+
+def summary(study: optuna.Study) -> str:
+    """One line: configurations trained, how many the schedule stopped, and the compute they used."""
+    halted, used = len(stopped(study)), spent(study)
+    early = f" ({halted} stopped early by the schedule)" if halted else ""
+    return (
+        f"{searched(study)} trained trials{early}; {used['epochs']:,} epochs, {used['images']:,} images, "
+        f"{used['seconds']:,.0f} s of training"
+    )

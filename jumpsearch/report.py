@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import yaml
 
-from jumpsearch.records import front, trained
+from jumpsearch.records import front, stopped, summary, trained
 from jumpsearch.results import pareto_front
 
 
@@ -19,12 +19,26 @@ def _objective_names(study: optuna.Study) -> list[str]:
 
 
 def front_figure(study: optuna.Study, x: str = "params"):  # -> plotly.graph_objects.Figure
-    """Validation accuracy against params (or FLOPs); hovering a point shows its configuration."""
+    """Validation accuracy against params (or FLOPs); hovering a point shows its configuration. Trials
+    the schedule stopped early show at the accuracy of the last rung they reached."""
     import plotly.graph_objects as go
 
     done = trained(study)
     on_front = {t.number for t in front(study)}
     figure = go.Figure()
+    halted = sorted(stopped(study), key=lambda t: t.user_attrs[x])
+    if halted:
+        figure.add_trace(
+            go.Scatter(
+                x=[t.user_attrs[x] for t in halted],
+                y=[t.user_attrs["accuracy"] for t in halted],
+                mode="markers",
+                name="stopped early",
+                marker={"size": 6, "symbol": "x", "opacity": 0.5, "color": "grey"},
+                text=[f"trial {t.number}, stopped at epoch {t.user_attrs['stopped_at']}" for t in halted],
+                hovertemplate="%{text}<br>" + x + " %{x:,}<br>accuracy %{y:.4f}<extra></extra>",
+            )
+        )
     for is_front, name in ((False, "other trials"), (True, "Pareto front")):
         trials = sorted((t for t in done if (t.number in on_front) == is_front), key=lambda t: t.user_attrs[x])
         figure.add_trace(
@@ -99,7 +113,7 @@ def write_report(study: optuna.Study, path: str | Path) -> Path:
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}}
 td,th{{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}}</style></head>
 <body><h1>jumpsearch report: {html.escape(study.study_name)}</h1>
-<p>{len(trained(study))} trained trials ({len(study.trials)} in all), {len(front(study))} on the Pareto front.
+<p>{html.escape(summary(study))}; {len(study.trials)} trials in all, {len(front(study))} on the Pareto front.
 Accuracy is validation accuracy;
 params are trainable weights; FLOPs are multiply-accumulates of one forward pass.</p>
 <h2>The front</h2>{table_html}

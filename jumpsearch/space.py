@@ -32,9 +32,12 @@ from jumpsearch.counting import count, training_memory
 from jumpsearch.device import memory_budget
 from jumpsearch.errors import ConfigError
 from jumpsearch.samplers import SAMPLERS, make_sampler, sampler_options
+from jumpsearch.schedule import Schedule
 
 OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "flops": "minimize"}
-TOP_LEVEL = ("name", "data", "model", "training", "objectives", "sampler", "seed", "constraints", "trials")
+TOP_LEVEL = (
+    "name", "data", "model", "training", "objectives", "sampler", "schedule", "seed", "constraints", "trials"
+)  # fmt: skip
 SET_BY_DATA = ("input_shape", "num_classes")
 DEFAULT_GROUPS = 3
 
@@ -233,6 +236,7 @@ class SearchSpace:
     constraints: Constraints
     trials: int
     raw: dict[str, Any]
+    schedule: Schedule = Schedule()
     source: str = "<space>"
 
     @property
@@ -528,6 +532,12 @@ def space_from_dict(raw: Any, source: str = "<space>") -> SearchSpace:
     for key, value in (("seed", seed), ("trials", trials)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
             raise ConfigError(f"{source}: {key}: expected a {'non-negative' if key == 'seed' else 'positive'} integer")
+    try:
+        schedule = Schedule.from_dict(raw.get("schedule"))
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    epochs = training.get("epochs")
+    schedule.check_epochs(epochs.values if epochs is not None else (TrainingConfig().epochs,), source)
     return SearchSpace(
         name=name,
         data=data,
@@ -541,6 +551,7 @@ def space_from_dict(raw: Any, source: str = "<space>") -> SearchSpace:
         trials=trials,
         raw=raw,
         source=source,
+        schedule=schedule,
     )
 
 
@@ -584,7 +595,7 @@ def space_changes(stored: SearchSpace, new: SearchSpace) -> tuple[list[str], lis
     for name in sorted(set(old_fixed) & set(new_fixed)):
         if old_fixed[name] != new_fixed[name]:
             noted.append(f"{name} {json.dumps(old_fixed[name])} -> {json.dumps(new_fixed[name])}")
-    for key in ("constraints", "sampler", "trials", "seed"):
+    for key in ("constraints", "sampler", "schedule", "trials", "seed"):
         if stored.raw.get(key) != new.raw.get(key):
             noted.append(f"{key} {json.dumps(stored.raw.get(key))} -> {json.dumps(new.raw.get(key))}")
     return breaking, noted

@@ -19,7 +19,8 @@ from jumpsearch.counting import candidate_key, count
 from jumpsearch.data import Dataset, load_dataset
 from jumpsearch.errors import ConfigError, JumpsearchError
 from jumpsearch.progress import SearchBar
-from jumpsearch.records import is_duplicate, spent_training, trained
+from jumpsearch.records import is_duplicate, is_stopped, searched, spent_training
+from jumpsearch.schedule import continues
 from jumpsearch.space import SearchSpace, space_changes, space_from_dict
 from jumpsearch.storage import HEARTBEAT_INTERVAL, open_storage, redact, storage_url
 
@@ -91,10 +92,9 @@ class Objective:
             trial.set_user_attr("train_seconds", 0.0)
             trial.set_user_attr("epochs", 0)
             return tuple(twin.values)
-        if self.train is None:
-            from jumpsearch.training import train_and_evaluate
+        from jumpsearch.training import steps_per_epoch, train_and_evaluate
 
-            self.train = train_and_evaluate
+        train = self.train or train_and_evaluate
         epochs = candidate.training.epochs
 
         def epoch_done(done: int) -> None:
@@ -102,14 +102,50 @@ class Objective:
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, done, epochs)
 
-        result = self.train(candidate, self.data, seed=self.seed + trial.number, on_epoch=epoch_done)
+        values = {"params": counts.trainable, "flops": counts.macs}
+        rungs = self.space.schedule.rungs(epochs)
+        schedule = {"rungs": rungs, "on_rung": _Rungs(trial, self.space, values)} if rungs else {}
+        result = train(candidate, self.data, seed=self.seed + trial.number, on_epoch=epoch_done, **schedule)
         trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
         trial.set_user_attr("epochs", result.epochs)
+        trial.set_user_attr("images", result.epochs * steps_per_epoch(candidate.training, self.data)
+                            * candidate.training.batch_size)  # fmt: skip
         trial.set_user_attr("device", result.device)
         trial.set_user_attr("backend", result.backend)
         trial.set_user_attr("val_loss", result.val_loss)
-        values = {"accuracy": result.val_accuracy, "params": counts.trainable, "flops": counts.macs}
+        trial.set_user_attr("accuracy", result.val_accuracy)
+        if result.stopped:
+            trial.set_user_attr("stopped_at", result.epochs)
+            raise optuna.TrialPruned(f"stopped by the schedule at epoch {result.epochs} of {epochs}")
+        values["accuracy"] = result.val_accuracy
         return tuple(float(values[o]) for o in self.space.objectives)
+
+
+@dataclass
+class _Rungs:
+    """A trial's decisions at the rungs of its schedule: record the rung's accuracy in the storage
+    (``rungs``: epoch → accuracy), then rank it against every trial that recorded that rung."""
+
+    trial: optuna.Trial
+    space: SearchSpace
+    counts: dict[str, float]
+    recorded: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, epoch: int, accuracy: float) -> bool:
+        rung = str(epoch)  # JSON keys
+        self.recorded[rung] = accuracy
+        self.trial.set_user_attr("rungs", dict(self.recorded))  # before reading: racing trials see each other
+        objectives = self.space.objectives
+        mine = [accuracy if o == "accuracy" else self.counts[o] for o in objectives]
+        others = [
+            [t.user_attrs["rungs"][rung] if o == "accuracy" else t.user_attrs[o] for o in objectives]
+            for t in self.trial.study.get_trials(deepcopy=False)
+            if t.number != self.trial.number and rung in t.user_attrs.get("rungs", {})
+        ]
+        go = continues(mine, others, self.space.directions, self.space.schedule.reduction_factor, objectives)
+        logger.debug("trial %d at epoch %d: accuracy %.4f, %s (%d others at this rung)", self.trial.number, epoch,
+                     accuracy, "goes on" if go else "stops", len(others))  # fmt: skip
+        return go
 
 
 def _twin(trial: optuna.Trial, key: str) -> FrozenTrial | None:
@@ -202,11 +238,6 @@ def _note_space(study: optuna.Study) -> None:
     optuna_dashboard.save_note(study, f"# {study.study_name}\n\nSearch space:\n\n```yaml\n{text}```\n")
 
 
-def count_trained(study: optuna.Study) -> int:
-    """Completed trials, each configuration once: what a budget of ``trials`` counts."""
-    return len(trained(study))
-
-
 @dataclass
 class _Watch:
     """Stops the loop at the budget, or when trials keep failing, being rejected or repeating; reports
@@ -228,7 +259,7 @@ class _Watch:
         rejected = trial.state == TrialState.PRUNED and "rejected" in attrs
         duplicate = is_duplicate(trial)
         # Failures count since the last completed trial; rejections and duplicates since the last trained one.
-        self.failures = 0 if trial.state == TrialState.COMPLETE else self.failures + failed
+        self.failures = 0 if trial.state == TrialState.COMPLETE or is_stopped(trial) else self.failures + failed
         self.rejections = self.rejections + 1 if rejected else 0
         self.duplicates = self.duplicates + 1 if duplicate else 0
         if failed and not attrs.get("interrupted"):
@@ -245,8 +276,8 @@ class _Watch:
                         attrs["duplicate_of"])  # fmt: skip
         if self.bar is not None:
             self.bar.refresh(with_running=False)
-        self.trained += trial.state in (TrialState.COMPLETE, TrialState.FAIL) and not duplicate
-        if count_trained(study) >= self.budget or (self.process_trials and self.trained >= self.process_trials):
+        self.trained += (trial.state in (TrialState.COMPLETE, TrialState.FAIL) or is_stopped(trial)) and not duplicate
+        if searched(study) >= self.budget or (self.process_trials and self.trained >= self.process_trials):
             study.stop()
         elif self.failures >= MAX_CONSECUTIVE_FAILURES:
             self.stopped_because = f"{self.failures} trials in a row failed; the last: {self.last_reason}"
@@ -260,7 +291,7 @@ class _Watch:
         elif self.duplicates >= MAX_CONSECUTIVE_DUPLICATES:
             self.stopped_because = (
                 f"{self.duplicates} sampled points in a row had been trained already: the space looks exhausted "
-                f"at {count_trained(study)} configurations; widen it, or ask for fewer trials"
+                f"at {searched(study)} configurations; widen it, or ask for fewer trials"
             )
             study.stop()
 
@@ -300,7 +331,7 @@ def run_search(
     space.check(data.input_shape, data.num_classes)
     study = create_study(space, storage, study_name, seed, heartbeat)
     budget = trials or space.trials
-    done = count_trained(study)
+    done = searched(study)
     if done >= budget:
         logger.info("study %r already has %d trained trials (budget %d)", study.study_name, done, budget)
         return study

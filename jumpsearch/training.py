@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jumpsearch.config import Candidate
+from jumpsearch.config import Candidate, TrainingConfig
 from jumpsearch.data import Dataset
 from jumpsearch.device import set_seed, setup_device
 
@@ -25,6 +25,7 @@ class TrainResult:
     train_seconds: float
     device: str
     backend: str = "tensorflow"
+    stopped: bool = False  # a schedule stopped it at a rung; the scores are the rung's
 
 
 def compile_model(candidate: Candidate, learning_rate: Any = None):  # -> keras.Model
@@ -76,17 +77,41 @@ def evaluate(model, x, y, batch_size: int = 1024) -> tuple[float, float]:  # mod
     return loss / len(x), correct / len(x)
 
 
+def steps_per_epoch(config: TrainingConfig, data: Dataset) -> int:
+    """Batches in an epoch: the recipe's ``steps_per_epoch``, else one pass over the training part."""
+    return config.steps_per_epoch or math.ceil(len(data.x_train) / config.batch_size)
+
+
+def _rung_callback(data: Dataset, rungs: Sequence[int], on_rung: Callable[[int, float], bool], scores: list):
+    """A Keras callback that scores the model on the validation part at each rung and stops training
+    when ``on_rung(epoch, accuracy)`` says no; ``scores`` receives the last rung's (loss, accuracy)."""
+    import keras
+
+    class Rungs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if epoch + 1 in rungs:
+                scores[:] = evaluate(self.model, data.x_val, data.y_val)
+                if not on_rung(epoch + 1, scores[1]):
+                    self.model.stop_training = True
+
+    return Rungs()
+
+
 def train_and_evaluate(
     candidate: Candidate,
     data: Dataset,
     seed: int = 0,
     callbacks: Sequence[Any] = (),
     on_epoch: Callable[[int], None] | None = None,
+    rungs: Sequence[int] = (),
+    on_rung: Callable[[int, float], bool] | None = None,
 ) -> TrainResult:
     """Train on ``data``'s training part for the candidate's budget; score on its validation part.
 
     ``callbacks`` are Keras callbacks for ``fit`` (the benchmarks time epochs with one); ``on_epoch``
-    is called with the number of epochs done after each one (progress bars).
+    is called with the number of epochs done after each one (progress bars). At each epoch of ``rungs``
+    the model is scored and ``on_rung(epoch, val_accuracy)`` decides whether it goes on; a stopped
+    run returns the rung's scores with ``stopped``.
     """
     device = setup_device()
     import keras
@@ -95,6 +120,9 @@ def train_and_evaluate(
     from jumpsearch.models import build_model
     from jumpsearch.optimizers import make_optimizer
 
+    rung_scores: list[float] = []
+    if rungs and on_rung is not None:  # before on_epoch: the progress shows an epoch once it is judged
+        callbacks = [*callbacks, _rung_callback(data, rungs, on_rung, rung_scores)]
     if on_epoch is not None:
         callbacks = [*callbacks, keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1))]
     # Drop the last trial's graph; Optuna's gc_after_trial already collected, so skip a second gc.collect.
@@ -114,7 +142,7 @@ def train_and_evaluate(
         jit_compile=device != "CPU" if tensorflow else "auto",
     )
     model.optimizer.build(model.trainable_variables)
-    steps = config.steps_per_epoch or math.ceil(len(data.x_train) / config.batch_size)
+    steps = steps_per_epoch(config, data)
     if tensorflow:
         train = _tensorflow_examples(data, config.batch_size, seed)
     else:
@@ -134,5 +162,6 @@ def train_and_evaluate(
     losses = history.history.get("loss", [])
     if not losses or not all(np.isfinite(losses)):
         raise TrainingFailed(f"training loss became {losses[-1] if losses else 'undefined'} at epoch {len(losses)}")
-    val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
-    return TrainResult(val_accuracy, val_loss, len(losses), seconds, device, keras.config.backend())
+    stopped = len(losses) < config.epochs and bool(rung_scores)
+    val_loss, val_accuracy = rung_scores if stopped else evaluate(model, data.x_val, data.y_val)
+    return TrainResult(val_accuracy, val_loss, len(losses), seconds, device, keras.config.backend(), stopped)

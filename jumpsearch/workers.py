@@ -29,9 +29,10 @@ import optuna
 from jumpsearch.data import load_dataset
 from jumpsearch.errors import Interrupted, JumpsearchError
 from jumpsearch.progress import SearchBar
+from jumpsearch.records import searched
 from jumpsearch.space import SearchSpace
 from jumpsearch.storage import HEARTBEAT_INTERVAL, redact, storage_url
-from jumpsearch.study import count_trained, create_study
+from jumpsearch.study import create_study
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def run_workers(
         url = storage_url(storage, space.name)
         study = create_study(space, url, study_name, seed, heartbeat)
         budget = trials or space.trials
-        done = count_trained(study)
+        done = searched(study)
         if done >= budget:
             supervisor.kill_all()
             logger.info("study %r already has %d trained trials (budget %d)", study.study_name, done, budget)
@@ -257,7 +258,7 @@ def _supervise(
                     raise JumpsearchError(f"{MAX_CRASHES} workers in a row ended with status {status}")
             else:
                 slot.crashes = 0
-            done = count_trained(study)
+            done = searched(study)
             if status == 0 and done == slot.trained_at_start and remaining is None:
                 continue  # it ended without training and without a deadline: starting it again would loop
             if done < budget and (remaining is None or remaining > 1):

@@ -216,7 +216,7 @@ def wait_for_training(storage, name, process, timeout=300):
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_fails_the_running_trial_in_one_line_and_the_study_resumes(tmp_path, write_space, signum, status):
-    space = write_space(space_text(name="sig", epochs=50, steps=4))
+    space = write_space(space_text(name="sig", epochs=5000, steps=4))
     storage = f"sqlite:///{tmp_path}/studies/sig.db"
     process = start("run", "--space", str(space), "--trials", "2", "-q", cwd=tmp_path)
     running = wait_for_training(storage, "sig", process)

@@ -8,9 +8,10 @@ from optuna.trial import TrialState
 
 from jumpsearch import Candidate, JumpsearchError, count_params
 from jumpsearch.cli import main
+from jumpsearch.records import searched
 from jumpsearch.samplers import make_sampler
 from jumpsearch.space import load_space
-from jumpsearch.study import count_trained, run_search
+from jumpsearch.study import run_search
 from jumpsearch.training import TrainingFailed, TrainResult
 
 
@@ -136,7 +137,7 @@ def test_a_configuration_sampled_again_reuses_its_result_without_training(tmp_pa
     with pytest.raises(JumpsearchError, match="the space looks exhausted at 1 configurations"):
         run_search(space, trials=3, storage=storage, train=train)
     study = optuna.load_study(study_name="same", storage=storage)
-    assert len(calls) == 1 and count_trained(study) == 1
+    assert len(calls) == 1 and searched(study) == 1
     duplicates = [t for t in study.trials if "duplicate_of" in t.user_attrs]
     assert len(duplicates) == 20  # then the space is called exhausted and the search stops
     assert all(t.state == TrialState.COMPLETE and t.values == study.trials[0].values for t in duplicates)
