@@ -19,7 +19,7 @@ from jumpsearch.counting import candidate_key, count
 from jumpsearch.data import Dataset, load_dataset
 from jumpsearch.errors import ConfigError, JumpsearchError
 from jumpsearch.progress import SearchBar
-from jumpsearch.records import is_duplicate, is_stopped, searched, spent_training
+from jumpsearch.records import is_duplicate, is_stopped, searched, spent, spent_training
 from jumpsearch.schedule import continues
 from jumpsearch.space import SearchSpace, space_changes, space_from_dict
 from jumpsearch.storage import HEARTBEAT_INTERVAL, open_storage, redact, storage_url
@@ -246,6 +246,7 @@ class _Watch:
     budget: int
     process_trials: int | None = None
     bar: SearchBar | None = None
+    epoch_budget: int | None = None
     trained: int = 0
     failures: int = 0
     rejections: int = 0
@@ -279,6 +280,8 @@ class _Watch:
         self.trained += (trial.state in (TrialState.COMPLETE, TrialState.FAIL) or is_stopped(trial)) and not duplicate
         if searched(study) >= self.budget or (self.process_trials and self.trained >= self.process_trials):
             study.stop()
+        elif self.epoch_budget is not None and spent(study)["epochs"] >= self.epoch_budget:
+            study.stop()
         elif self.failures >= MAX_CONSECUTIVE_FAILURES:
             self.stopped_because = f"{self.failures} trials in a row failed; the last: {self.last_reason}"
             study.stop()
@@ -310,9 +313,12 @@ def run_search(
     data: Dataset | None = None,
     heartbeat: int = HEARTBEAT_INTERVAL,
     process_trials: int | None = None,
+    epoch_budget: int | None = None,
 ) -> optuna.Study:
     """Run (or resume) a search in this process until the study holds ``trials`` trained trials (each
-    configuration counted once), or for ``timeout`` seconds.
+    configuration counted once, whether it trained to the end or the schedule stopped it), for
+    ``timeout`` seconds, or until its trials have trained ``epoch_budget`` epochs in all (a compute
+    budget: schedules compared at equal compute).
 
     The data set, the space against it and the storage are checked before the study is touched, so bad
     input writes nothing. ``train`` replaces ``train_and_evaluate`` (same keywords); ``data`` skips loading
@@ -335,7 +341,7 @@ def run_search(
     if done >= budget:
         logger.info("study %r already has %d trained trials (budget %d)", study.study_name, done, budget)
         return study
-    watch = _Watch(budget, process_trials, SearchBar(study, budget) if progress else None)
+    watch = _Watch(budget, process_trials, SearchBar(study, budget) if progress else None, epoch_budget)
     on_epoch = watch.bar.epoch if watch.bar is not None else None
     objective = Objective(space, data, seed=space.seed if seed is None else seed, train=train, on_epoch=on_epoch)
     try:
