@@ -87,11 +87,13 @@ def curve(study, scale) -> list[dict]:
         return []
     start = min(t.datetime_start for t in finished)
     epochs = images = 0
+    training = 0.0
     complete: list[tuple[float, float]] = []
     points = []
     for trial in finished:
         epochs += trial.user_attrs.get("epochs", 0)
         images += trial.user_attrs.get("images", 0)
+        training += trial.user_attrs.get("train_seconds", 0.0)
         if trial.state == TrialState.COMPLETE and not is_duplicate(trial):
             complete.append((scale(trial.user_attrs["params"]), trial.values[0]))
         points.append({
@@ -99,6 +101,7 @@ def curve(study, scale) -> list[dict]:
             "epochs": epochs,
             "images": images,
             "seconds": round((trial.datetime_complete - start).total_seconds(), 2),
+            "train_seconds": round(training, 2),
             "hypervolume": round(hypervolume(complete), 5),
         })  # fmt: skip
     return points
@@ -131,7 +134,13 @@ def main() -> None:
     parser.add_argument("--data-dir", default=FASHION_DEFAULT, help="Fashion-MNIST's four .gz files")
     parser.add_argument("--quick", action="store_true", help="1 seed, 4 full trials: checks that it runs")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "search_efficiency"))
+    parser.add_argument("--from-json", metavar="FILE", help="summarise and plot the runs of an earlier JSON")
     args = parser.parse_args()
+    if args.from_json:
+        earlier = json.loads(Path(args.from_json).read_text())
+        runs, datasets = earlier["runs"], list(dict.fromkeys(r["dataset"] for r in earlier["runs"]))
+        write(earlier["machine"], runs, datasets, Path(args.out))
+        return
     if args.quick:
         args.seeds, args.full_trials = 1, args.full_trials or 4
     logging.basicConfig(level=logging.WARNING)
@@ -177,17 +186,21 @@ def main() -> None:
                            "hypervolume": at_budget(points, budget)}  # fmt: skip
                     runs.append(run)
                     print(json.dumps({k: v for k, v in run.items() if k != "curve"}), flush=True)
+    write(about, runs, datasets, Path(args.out))
+
+
+def write(about: dict, runs: list[dict], datasets: list[str], out: Path) -> None:
     summary = summarise(runs, datasets)
     for row in summary:
         print(json.dumps(row), flush=True)
-    out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps({"machine": about, "summary": summary, "runs": runs}, indent=1))
     plot(runs, datasets, out.with_suffix(".html"))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.html')}")
 
 
 def summarise(runs: list[dict], datasets: list[str]) -> list[dict]:
-    """Per data set and strategy: hypervolume at a third, two thirds and all of the budget (mean, sd)."""
+    """Per data set and strategy: hypervolume at a quarter, half and all of the budget (median over
+    seeds, and the lowest and highest), trials trained, and wall time against time in ``fit``."""
     rows = []
     for dataset in datasets:
         for name in STRATEGIES:
@@ -195,12 +208,12 @@ def summarise(runs: list[dict], datasets: list[str]) -> list[dict]:
             if not mine:
                 continue
             row: dict = {"dataset": dataset, "strategy": name, "seeds": len(mine)}
-            for label, part in (("third", 1 / 3), ("two_thirds", 2 / 3), ("all", 1.0)):
+            for part in (0.25, 0.5, 1.0):
                 values = [at_budget(r["curve"], r["budget_epochs"] * part) for r in mine]
-                row[f"hv_{label}"] = round(statistics.mean(values), 4)
-                row[f"hv_{label}_sd"] = round(statistics.stdev(values), 4) if len(values) > 1 else None
-            row["trials"] = statistics.mean(r["trials"] for r in mine)
-            row["seconds"] = round(statistics.mean(r["seconds"] for r in mine), 1)
+                row[f"hv_{int(part * 100)}"] = [round(statistics.median(values), 4), min(values), max(values)]
+            row["trials"] = statistics.median(r["trials"] for r in mine)
+            row["seconds"] = round(statistics.median(r["seconds"] for r in mine), 1)
+            row["train_seconds"] = round(statistics.median(r["curve"][-1]["train_seconds"] for r in mine), 1)
             rows.append(row)
     return rows
 
