@@ -10,6 +10,7 @@ Example:
 from jumpsearch.ablation import run_ablation, write_ablation
 from jumpsearch.canonical import canonical_config
 from jumpsearch.config import Candidate, DataConfig, ModelConfig, TrainingConfig, register_family
+from jumpsearch.confirm import Confirmation, confirm
 from jumpsearch.counting import count_flops, count_params
 from jumpsearch.data import Dataset, load_dataset
 from jumpsearch.errors import ConfigError, Interrupted, JumpsearchError
@@ -20,6 +21,7 @@ from jumpsearch.models.jumpnet import JumpNetConfig
 from jumpsearch.models.resnet_v2 import ResNetV2Config
 from jumpsearch.report import write_report
 from jumpsearch.results import Best, best_configs, export_configs, load_configs, load_study, pareto_front
+from jumpsearch.schedule import Schedule
 from jumpsearch.space import SearchSpace, load_space
 from jumpsearch.study import create_study, run_search
 from jumpsearch.training import compile_model, train_and_evaluate
@@ -30,6 +32,7 @@ __all__ = [
     "FinalResult",
     "Candidate",
     "ConfigError",
+    "Confirmation",
     "DataConfig",
     "Dataset",
     "DenseNetConfig",
@@ -38,6 +41,7 @@ __all__ = [
     "JumpsearchError",
     "ModelConfig",
     "ResNetV2Config",
+    "Schedule",
     "SearchSpace",
     "SparseNetConfig",
     "TrainingConfig",
@@ -45,6 +49,7 @@ __all__ = [
     "build_model",
     "canonical_config",
     "compile_model",
+    "confirm",
     "count_flops",
     "count_params",
     "create_study",

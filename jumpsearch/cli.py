@@ -19,6 +19,7 @@ RESUME = {
     "run": "the running trial is marked failed and the study kept; run the same command to resume",
     "ablate": "the running trial is marked failed and the studies kept; run the same command to resume",
     "train": "run the same command to resume from the last finished epoch",
+    "confirm": "the runs that finished are stored in the study; run the same command to resume",
 }
 
 
@@ -105,6 +106,7 @@ def _picked(args: argparse.Namespace):  # -> list[Best]
         max_params=parse_count(args.max_params, "--max-params"),
         max_flops=parse_count(args.max_flops, "--max-flops"),
         pick_knee=args.knee,
+        by=args.by,
     )
 
 
@@ -128,10 +130,7 @@ def _results(args: argparse.Namespace) -> int:
                 raise JumpsearchError("--parquet needs pyarrow: pip install 'jumpsearch[parquet]'") from None
             print(f"wrote {args.parquet} ({len(table)} trials)")
         return 0
-    order = [b.trial for b in _picked(args)]
-    front = pareto_front(study)
-    if not front.empty:
-        front = front.set_index("trial").loc[order].reset_index()
+    front = pareto_front(study, [b.trial for b in _picked(args)])
     print(f"study {study.study_name!r}: {summary(study)}", file=sys.stderr)
     print(format_table(front))
     return 0
@@ -173,6 +172,17 @@ def _train(args: argparse.Namespace) -> int:
     test = f"{result.test_accuracy:.4f}" if result.test_accuracy is not None else "n/a (the data set has no test split)"
     print(f"validation accuracy {result.val_accuracy:.4f}, test accuracy {test}")
     print(f"saved {result.model_path}; {result.epochs} epochs in {result.train_seconds:.1f} s on {result.device}")
+    return 0
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    from jumpsearch.confirm import confirm
+    from jumpsearch.results import format_table
+
+    study = _study_of(args)
+    result = confirm(study, epochs=args.epochs, seeds=args.seeds, others=args.others, data_dir=args.data_dir)
+    print(format_table(result.table))
+    print(result.summary())
     return 0
 
 
@@ -251,6 +261,10 @@ def _pick_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-flops", metavar="N", help="only models within this many FLOPs, e.g. 2M")
     parser.add_argument("--knee", action="store_true", help="only the knee of the front")
     parser.add_argument("-k", type=int, metavar="K", help="at most K, most accurate first")
+    parser.add_argument(
+        "--by", choices=("search", "confirmed"), default="search",
+        help="rank by the search's accuracy (default), or by confirm's longer runs (their front)",
+    )  # fmt: skip
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -327,6 +341,24 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", metavar="DIR", help="folder of extracted CIFAR python batches, or the .npz file")
     train.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default: 0)")
     train.set_defaults(func=_train)
+
+    confirm = commands.add_parser(
+        "confirm",
+        help="retrain the front (and a few trials off it) longer, with several seeds: does the ranking hold?",
+        description="Retrain the Pareto front and --others trials off it (spanning the accuracy range) with the "
+        "search's recipe: once at the search's budget with another seed, and --seeds times for --epochs. Prints "
+        "each trial's accuracies, Kendall tau and Spearman rho between search and confirmed accuracy, the "
+        "seed-to-seed tau, and which front trials stay non-dominated. Stored in the study after each run: "
+        "run it again to resume, and results/export --by confirmed to rank by it.",
+    )
+    _study_arguments(confirm)
+    confirm.add_argument("--epochs", type=_positive, metavar="N", help="epochs of each run (default: 3x the search's)")
+    confirm.add_argument("--seeds", type=_positive, default=2, metavar="N", help="runs per trial (default: 2)")
+    confirm.add_argument(
+        "--others", type=_count, default=3, metavar="N", help="trials off the front to confirm too (default: 3)"
+    )
+    confirm.add_argument("--data-dir", metavar="DIR", help="where the study's data set lies (as for run)")
+    confirm.set_defaults(func=_confirm)
 
     report = commands.add_parser(
         "report",

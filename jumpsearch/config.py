@@ -333,6 +333,7 @@ class TrainingConfig(_PlainData):
     epochs: int = rule(5, at_least(1), "must be at least 1")
     steps_per_epoch: int | None = rule(None, at_least(1), "must be at least 1, or null for one pass over the data")
     weight_decay: float = rule(0.0, at_least(0), "must not be negative")
+    repeats: int = rule(1, at_least(1), "must be at least 1")  # seeds trained in a search; it ranks on the mean
 
     @staticmethod
     def from_dict(data: Any, where: str = "training") -> TrainingConfig:

@@ -38,7 +38,7 @@ class SearchBar:
         self.running = {}
         if with_running:
             self.running = {
-                t.number: f"{t.user_attrs['epochs_done']}/{t.user_attrs['config']['training']['epochs']}"
+                t.number: f"{t.user_attrs['epochs_done']}/{_epochs(t.user_attrs['config']['training'])}"
                 for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                 if "epochs_done" in t.user_attrs and "config" in t.user_attrs
             }
@@ -59,3 +59,8 @@ class SearchBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _epochs(training: dict[str, Any]) -> int:
+    """Epochs a trial trains: its budget, once per repeat."""
+    return int(training["epochs"]) * int(training.get("repeats", 1))

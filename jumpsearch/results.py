@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 import yaml
@@ -18,6 +19,7 @@ from jumpsearch.records import front as front_trials
 from jumpsearch.space import read_yaml
 from jumpsearch.storage import open_storage, redact, require_existing
 
+ACCURACY_COLUMNS = ("accuracy", "confirmed", "search", "reseeded", "mean", "spread", "se")
 # Metaparameters shown in the table, in this order; others in a configuration follow them.
 COLUMNS = (
     "family",
@@ -56,15 +58,22 @@ def load_study(storage: str, study_name: str | None = None) -> optuna.Study:
     return optuna.load_study(study_name=study_name, storage=opened)
 
 
-def pareto_front(study: optuna.Study) -> pd.DataFrame:
-    """One row per front trial: accuracy, params, FLOPs, then the configuration's metaparameters."""
+def pareto_front(study: optuna.Study, trials: list[int] | None = None) -> pd.DataFrame:
+    """One row per front trial (or per trial of ``trials``, in that order): accuracy and its standard
+    error, the confirmed accuracy where ``confirm`` ran, params, FLOPs, then the metaparameters."""
+    from jumpsearch.confirm import confirmed_accuracy
+
+    confirmed = confirmed_accuracy(study)
+    chosen = front_trials(study) if trials is None else [study.trials[n] for n in trials]
     rows = []
-    for trial in front_trials(study):
+    for trial in chosen:
         config = trial.user_attrs.get("config", {})
         model, training = config.get("model", {}), config.get("training", {})
         row = {
             "trial": trial.number,
             "accuracy": trial.values[0],
+            "se": trial.user_attrs.get("accuracy_se"),
+            **({"confirmed": confirmed.get(trial.number)} if confirmed else {}),
             "params": trial.user_attrs.get("params"),
             "flops": trial.user_attrs.get("flops"),
         }
@@ -73,7 +82,7 @@ def pareto_front(study: optuna.Study) -> pd.DataFrame:
         row["train_seconds"] = trial.user_attrs.get("train_seconds")
         rows.append(row)
     table = pd.DataFrame(rows)
-    if table.empty:
+    if table.empty or trials is not None:
         return table
     return table.sort_values(["accuracy", "params"], ascending=[False, True], ignore_index=True)
 
@@ -86,7 +95,13 @@ def format_table(table: pd.DataFrame) -> str:
     for column in ("blocks_per_group", "stem_filters"):
         if column in shown:
             shown[column] = shown[column].map(lambda v: "-".join(map(str, v)) if isinstance(v, list) else v)
-    formats = {"accuracy": "{:.4f}".format, "params": "{:,}".format, "flops": "{:,}".format}
+    accuracy = "{:.4f}".format
+    formats = {"params": "{:,}".format, "flops": "{:,}".format}
+    for column in shown.columns:  # accuracies: the search's, confirm's runs and their mean; "se" its noise
+        if column in ("accuracy", "confirmed", "search", "reseeded", "mean", "spread", "se") or column.startswith(
+            "seed "
+        ):
+            formats[column] = lambda v: "" if v is None or v != v else accuracy(v)
     if "learning_rate" in shown:
         formats["learning_rate"] = "{:.3g}".format
     return shown.to_string(index=False, formatters=formats)
@@ -143,9 +158,13 @@ def best_configs(
     max_params: int | None = None,
     max_flops: int | None = None,
     pick_knee: bool = False,
+    by: str = "search",
 ) -> list[Best]:
     """The Pareto front's configurations, most accurate first, optionally within a parameter or FLOP
     budget (the first is then the most accurate model under it), cut to ``k``, or only the knee.
+
+    ``by="confirmed"`` ranks by the mean accuracy of ``confirm``'s longer runs instead (``accuracy`` then
+    holds it): the front of the confirmed trials, recomputed on (confirmed accuracy, params).
 
     Example:
         >>> from jumpsearch import best_configs, build_model
@@ -163,6 +182,10 @@ def best_configs(
         )
         for t in front_trials(study)
     ]
+    if by == "confirmed":
+        front = _confirmed_front(study)
+    elif by != "search":
+        raise JumpsearchError(f"by: expected 'search' or 'confirmed', got {by!r}")
     front = [
         b
         for b in front
@@ -172,6 +195,25 @@ def best_configs(
     if pick_knee and front:
         front = [knee(sorted(front, key=lambda b: b.params))]
     return front[:k] if k is not None else front
+
+
+def _confirmed_front(study: optuna.Study) -> list[Best]:
+    from jumpsearch.confirm import confirmed_accuracy
+    from jumpsearch.schedule import nondominated_ranks
+
+    confirmed = confirmed_accuracy(study)
+    if not confirmed:
+        raise JumpsearchError(f"study {study.study_name!r}: nothing confirmed yet; run jumpsearch confirm first")
+    trials = [study.trials[n] for n in sorted(confirmed)]
+    ranks = nondominated_ranks(
+        np.array([[-confirmed[t.number], math.log10(max(t.user_attrs["params"], 1))] for t in trials])
+    )
+    return [
+        Best(Candidate.from_dict(t.user_attrs["config"]), confirmed[t.number], int(t.user_attrs["params"]),
+             int(t.user_attrs["flops"]), t.number)
+        for t, rank in zip(trials, ranks, strict=True)
+        if rank == 0
+    ]  # fmt: skip
 
 
 def export_configs(best: list[Best], path: str | Path, data: dict[str, Any] | None = None) -> Path:

@@ -538,6 +538,9 @@ def space_from_dict(raw: Any, source: str = "<space>") -> SearchSpace:
         raise ConfigError(f"{source}: {e}") from None
     epochs = training.get("epochs")
     schedule.check_epochs(epochs.values if epochs is not None else (TrainingConfig().epochs,), source)
+    repeats = training.get("repeats")
+    if schedule.name != "none" and repeats is not None and max(repeats.values) > 1:
+        raise ConfigError(f"{source}: training.repeats: a schedule judges one run at its rungs; use one or the other")
     return SearchSpace(
         name=name,
         data=data,

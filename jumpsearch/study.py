@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
+import statistics
 import traceback
 import warnings
 from collections.abc import Callable
@@ -31,6 +33,7 @@ MAX_CONSECUTIVE_FAILURES = 5
 MAX_CONSECUTIVE_REJECTIONS = 50
 MAX_CONSECUTIVE_DUPLICATES = 20
 TRACEBACK_CHARS = 8000
+REPEAT_SEED_STRIDE = 100_003  # repeat k of trial n trains with seed + n + k·stride: no two runs share a seed
 
 
 def _reject(trial: optuna.Trial, reason: str, excess: float = 1.0) -> NoReturn:
@@ -95,30 +98,46 @@ class Objective:
         from jumpsearch.training import steps_per_epoch, train_and_evaluate
 
         train = self.train or train_and_evaluate
-        epochs = candidate.training.epochs
-
-        def epoch_done(done: int) -> None:
-            trial.set_user_attr("epochs_done", done)  # workers' progress, read from the storage
-            if self.on_epoch is not None:
-                self.on_epoch(trial.number, done, epochs)
+        epochs, repeats = candidate.training.epochs, candidate.training.repeats
 
         values = {"params": counts.trainable, "flops": counts.macs}
         rungs = self.space.schedule.rungs(epochs)
         schedule = {"rungs": rungs, "on_rung": _Rungs(trial, self.space, values)} if rungs else {}
-        result = train(candidate, self.data, seed=self.seed + trial.number, on_epoch=epoch_done, **schedule)
-        trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
-        trial.set_user_attr("epochs", result.epochs)
-        trial.set_user_attr("images", result.epochs * steps_per_epoch(candidate.training, self.data)
+        results = []
+        for repeat in range(repeats):  # repeats and a schedule do not combine (checked with the space)
+
+            def epoch_done(done: int, before: int = repeat * epochs) -> None:
+                trial.set_user_attr("epochs_done", before + done)  # workers' progress, read from the storage
+                if self.on_epoch is not None:
+                    self.on_epoch(trial.number, before + done, epochs * repeats)
+
+            seed = self.seed + trial.number + repeat * REPEAT_SEED_STRIDE
+            results.append(train(candidate, self.data, seed=seed, on_epoch=epoch_done, **schedule))
+        result = results[-1]
+        spent_epochs = sum(r.epochs for r in results)
+        accuracy = statistics.fmean(r.val_accuracy for r in results)
+        trial.set_user_attr("train_seconds", round(sum(r.train_seconds for r in results), 3))
+        trial.set_user_attr("epochs", spent_epochs)
+        trial.set_user_attr("images", spent_epochs * steps_per_epoch(candidate.training, self.data)
                             * candidate.training.batch_size)  # fmt: skip
         trial.set_user_attr("device", result.device)
         trial.set_user_attr("backend", result.backend)
-        trial.set_user_attr("val_loss", result.val_loss)
-        trial.set_user_attr("accuracy", result.val_accuracy)
+        trial.set_user_attr("val_loss", statistics.fmean(r.val_loss for r in results))
+        trial.set_user_attr("accuracy", accuracy)
+        trial.set_user_attr("accuracy_se", standard_error(accuracy, len(self.data.y_val)))
+        if repeats > 1:
+            trial.set_user_attr("accuracies", [r.val_accuracy for r in results])
         if result.stopped:
             trial.set_user_attr("stopped_at", result.epochs)
             raise optuna.TrialPruned(f"stopped by the schedule at epoch {result.epochs} of {epochs}")
-        values["accuracy"] = result.val_accuracy
+        values["accuracy"] = accuracy
         return tuple(float(values[o]) for o in self.space.objectives)
+
+
+def standard_error(accuracy: float, images: int) -> float:
+    """The standard error of an accuracy measured on ``images`` images (binomial): the noise a
+    difference between two trials must exceed to mean anything. One seed's spread comes on top."""
+    return round(math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(images, 1)), 5)
 
 
 @dataclass

@@ -1,0 +1,217 @@
+"""Does a front hold up? Retrain it, and a few trials off it, for longer and with several seeds.
+
+A search ranks candidates after a brief training, with one seed each. ``confirm`` measures the two
+ways that ranking can mislead: seed noise (each chosen trial is trained again at the search's own
+budget with another seed) and the brief budget (each is trained ``seeds`` times for ``epochs``). It
+reports rank correlations (Kendall τ, Spearman ρ) between the search's accuracy and the confirmed mean,
+the seed-to-seed τ at the search's budget, and which front members stay non-dominated.
+
+Results live in the study's user attribute ``confirmations`` (by epochs: trial → runs), written after
+each run, so an interrupted confirmation resumes where it stopped and the report can show it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial
+
+from jumpsearch.config import Candidate
+from jumpsearch.data import Dataset, load_dataset
+from jumpsearch.errors import JumpsearchError
+from jumpsearch.records import front, trained
+from jumpsearch.schedule import nondominated_ranks
+from jumpsearch.space import space_from_dict
+
+logger = logging.getLogger(__name__)
+
+CONFIRM_SEED = 7_919  # seeds of confirmation runs: CONFIRM_SEED + run, apart from the search's seeds
+RESEED = "reseeded"  # the run at the search's own budget with another seed
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What ``confirm`` measured: one row per confirmed trial, and how well the search's ranking held."""
+
+    epochs: int
+    seeds: int
+    table: pd.DataFrame
+    kendall_tau: float | None
+    spearman_rho: float | None
+    seed_tau: float | None
+    survivors: list[int] = field(default_factory=list)  # front trials still non-dominated when confirmed
+    dropped: list[int] = field(default_factory=list)  # front trials dominated once confirmed
+
+    def summary(self) -> str:
+        def shown(value: float | None) -> str:
+            return "n/a (fewer than 3 trials)" if value is None else f"{value:.2f}"
+
+        return "\n".join(
+            [
+                f"search accuracy against the mean of {self.seeds} seeds at {self.epochs} epochs: "
+                f"Kendall tau {shown(self.kendall_tau)}, Spearman rho {shown(self.spearman_rho)}",
+                f"seed to seed at the search's budget: Kendall tau {shown(self.seed_tau)}",
+                f"front trials still non-dominated: {', '.join(map(str, self.survivors)) or 'none'}"
+                + (f"; dominated once confirmed: {', '.join(map(str, self.dropped))}" if self.dropped else ""),
+            ]
+        )
+
+
+def choose(study: optuna.Study, others: int) -> list[FrozenTrial]:
+    """The front, and ``others`` trials off it whose accuracies span the range (evenly spaced ranks),
+    so that a rank correlation compares more than near-equals."""
+    on_front = front(study)
+    numbers = {t.number for t in on_front}
+    rest = sorted((t for t in trained(study) if t.number not in numbers), key=lambda t: t.values[0])
+    if others and rest:
+        picks = np.unique(np.linspace(0, len(rest) - 1, min(others, len(rest))).round().astype(int))
+        on_front = on_front + [rest[i] for i in picks]
+    return sorted(on_front, key=lambda t: t.number)
+
+
+def kendall_tau(x: list[float], y: list[float]) -> float | None:
+    """Kendall's tau-b (ties counted as neither concordant nor discordant); None below 3 pairs."""
+    if len(x) < 3:
+        return None
+    value = pd.Series(x).corr(pd.Series(y), method="kendall")
+    return None if math.isnan(value) else float(value)
+
+
+def spearman_rho(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rho: Pearson's correlation of the ranks (average ranks for ties); None below 3."""
+    if len(x) < 3:
+        return None
+    value = pd.Series(x).rank().corr(pd.Series(y).rank())
+    return None if math.isnan(value) else float(value)
+
+
+def confirm(
+    study: optuna.Study,
+    *,
+    epochs: int | None = None,
+    seeds: int = 2,
+    others: int = 3,
+    data: Dataset | None = None,
+    data_dir: str | None = None,
+    train: Callable[..., Any] | None = None,
+    on_run: Callable[[int, str, float], None] | None = None,
+) -> Confirmation:
+    """Retrain the front and ``others`` trials off it: once at the search's budget with another seed,
+    and ``seeds`` times for ``epochs`` (default three times the search's). Runs already stored in the
+    study are not repeated. ``train`` replaces ``train_and_evaluate``; ``on_run(trial, run, accuracy)``
+    follows progress.
+
+    Example:
+        >>> from jumpsearch import confirm, load_study
+        >>> result = confirm(load_study("sqlite:///studies/digits.db"), seeds=2)  # doctest: +SKIP
+        >>> print(result.summary())  # doctest: +SKIP
+    """
+    if seeds < 1:
+        raise JumpsearchError(f"--seeds {seeds}: must be at least 1")
+    chosen = choose(study, others)
+    if not chosen:
+        raise JumpsearchError(f"study {study.study_name!r}: no completed trial to confirm yet")
+    space = space_from_dict(study.user_attrs.get("space") or {}, f"study {study.study_name!r}")
+    search_epochs = max(Candidate.from_dict(t.user_attrs["config"]).training.epochs for t in chosen)
+    epochs = epochs or 3 * search_epochs
+    if epochs < 1:
+        raise JumpsearchError(f"--epochs {epochs}: must be at least 1")
+    if train is None:
+        from jumpsearch.training import train_and_evaluate
+
+        train = train_and_evaluate
+    if data is None:
+        data = load_dataset(space.data, data_dir)
+    stored: dict[str, Any] = dict(study.user_attrs.get("confirmations", {}))
+    runs: dict[str, dict[str, float]] = {k: dict(v) for k, v in stored.get(str(epochs), {}).items()}
+    for trial in chosen:
+        candidate = Candidate.from_dict(trial.user_attrs["config"])
+        mine = runs.setdefault(str(trial.number), {})
+        plan = [(RESEED, candidate, CONFIRM_SEED + 10_000 + trial.number)]
+        longer = Candidate(candidate.model, dataclasses.replace(candidate.training, epochs=epochs, repeats=1))
+        plan += [(str(s), longer, CONFIRM_SEED + s) for s in range(seeds)]
+        for run, recipe, seed in plan:
+            if run in mine:
+                continue
+            result = train(recipe, data, seed=seed)
+            mine[run] = float(result.val_accuracy)
+            stored[str(epochs)] = runs
+            study.set_user_attr("confirmations", stored)  # after each run: an interruption loses one at most
+            logger.info("trial %d, run %s: validation accuracy %.4f", trial.number, run, result.val_accuracy)
+            if on_run is not None:
+                on_run(trial.number, run, mine[run])
+    return summarise(study, chosen, runs, epochs, seeds)
+
+
+def summarise(
+    study: optuna.Study, chosen: list[FrozenTrial], runs: dict[str, dict[str, float]], epochs: int, seeds: int
+) -> Confirmation:
+    """The table and the statistics of stored confirmation runs."""
+    on_front = {t.number for t in front(study)}
+    rows = []
+    for trial in chosen:
+        mine = runs.get(str(trial.number), {})
+        confirmed = [mine[str(s)] for s in range(seeds) if str(s) in mine]
+        rows.append(
+            {
+                "trial": trial.number,
+                "front": trial.number in on_front,
+                "params": trial.user_attrs["params"],
+                "search": trial.values[0],
+                "se": trial.user_attrs.get("accuracy_se"),
+                RESEED: mine.get(RESEED),
+                **{f"seed {s}": mine.get(str(s)) for s in range(seeds)},
+                "mean": statistics.fmean(confirmed) if confirmed else None,
+                "spread": max(confirmed) - min(confirmed) if len(confirmed) > 1 else None,
+            }
+        )
+    table = pd.DataFrame(rows)
+    done = table.dropna(subset=["mean"])
+    reseeded = table.dropna(subset=[RESEED])
+    survivors, dropped = [], []
+    if not done.empty:
+        points = np.column_stack([-done["mean"].to_numpy(float), np.log10(done["params"].to_numpy(float))])
+        ranks = dict(zip(done["trial"], nondominated_ranks(points), strict=True))
+        for number in sorted(on_front & set(ranks)):
+            (survivors if ranks[number] == 0 else dropped).append(number)
+    return Confirmation(
+        epochs,
+        seeds,
+        table,
+        kendall_tau(list(done["search"]), list(done["mean"])),
+        spearman_rho(list(done["search"]), list(done["mean"])),
+        kendall_tau(list(reseeded["search"]), list(reseeded[RESEED])),
+        survivors,
+        dropped,
+    )
+
+
+def stored_confirmation(study: optuna.Study) -> Confirmation | None:
+    """The longest confirmation stored in the study, without training anything."""
+    stored = study.user_attrs.get("confirmations") or {}
+    if not stored:
+        return None
+    epochs = max(stored, key=int)
+    runs = stored[epochs]
+    seeds = max((sum(k != RESEED for k in r) for r in runs.values()), default=0)
+    done = {t.number: t for t in study.get_trials(deepcopy=False)}
+    chosen = [done[int(n)] for n in sorted(runs, key=int) if int(n) in done]
+    return summarise(study, chosen, runs, int(epochs), seeds)
+
+
+def confirmed_accuracy(study: optuna.Study) -> dict[int, float]:
+    """Trial number → mean confirmed accuracy, from the longest stored confirmation."""
+    confirmation = stored_confirmation(study)
+    if confirmation is None:
+        return {}
+    done = confirmation.table.dropna(subset=["mean"])
+    return dict(zip(done["trial"].astype(int), done["mean"].astype(float), strict=True))
