@@ -156,12 +156,18 @@ class _Rungs:
         self.trial.set_user_attr("rungs", dict(self.recorded))  # before reading: racing trials see each other
         objectives = self.space.objectives
         mine = [accuracy if o == "accuracy" else self.counts[o] for o in objectives]
-        others = [
-            [t.user_attrs["rungs"][rung] if o == "accuracy" else t.user_attrs[o] for o in objectives]
+        mine_key = self.trial.user_attrs.get("key")
+        others = {  # one record per configuration: a worker's killed trial and its retry count once
+            t.user_attrs.get("key", t.number): [
+                t.user_attrs["rungs"][rung] if o == "accuracy" else t.user_attrs[o] for o in objectives
+            ]
             for t in self.trial.study.get_trials(deepcopy=False)
-            if t.number != self.trial.number and rung in t.user_attrs.get("rungs", {})
-        ]
-        go = continues(mine, others, self.space.directions, self.space.schedule.reduction_factor, objectives)
+            if t.number != self.trial.number
+            and rung in t.user_attrs.get("rungs", {})
+            and t.user_attrs.get("key") != mine_key
+        }
+        go = continues(mine, list(others.values()), self.space.directions, self.space.schedule.reduction_factor,
+                       objectives)  # fmt: skip
         logger.debug("trial %d at epoch %d: accuracy %.4f, %s (%d others at this rung)", self.trial.number, epoch,
                      accuracy, "goes on" if go else "stops", len(others))  # fmt: skip
         return go

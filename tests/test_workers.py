@@ -16,7 +16,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from jumpsearch.cli import main
-from jumpsearch.records import trained
+from jumpsearch.records import is_stopped, trained
 
 SPACE = """\
 name: {name}
@@ -75,32 +75,38 @@ def postgres_url():
         admin.close()
 
 
+def two_supervisors_one_killed_worker(space, storage, name, cwd, after_epochs=1) -> tuple[int, datetime]:
+    """Run two supervisors on one study; SIGKILL a worker once a trial has trained ``after_epochs``
+    epochs; wait for both to finish. Returns the killed trial's number and when it died."""
+    args = ["--space", str(space), "--storage", storage, "--trials", "6", "--heartbeat", "1"]
+    supervisors = [jumpsearch(*args, cwd=cwd) for _ in range(2)]
+    victim_trial, killed_at = None, None
+    deadline = time.time() + 300
+    while victim_trial is None and time.time() < deadline:  # kill a worker while it trains
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            time.sleep(0.5)
+            continue
+        for trial in study.get_trials(states=(TrialState.RUNNING,)):
+            if trial.user_attrs.get("epochs_done", 0) >= after_epochs:
+                os.kill(int(trial.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+                victim_trial, killed_at = trial.number, datetime.now()
+                break
+        time.sleep(0.3)
+    assert victim_trial is not None and killed_at is not None, "no worker was caught mid-trial"
+    for supervisor in supervisors:
+        output, _ = supervisor.communicate(timeout=600)
+        assert supervisor.returncode == 0, output[-3000:]
+    return victim_trial, killed_at
+
+
 def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, write_space, postgres_url):
     """Two `jumpsearch run` processes (as on two machines) on PostgreSQL, same seed; one's worker dies by
     SIGKILL mid-trial. Its supervisor starts another; the dead trial is failed by heartbeat and re-run
     once; no configuration is trained twice."""
     space = write_space(SPACE.format(name="shared", epochs=3, steps=8))
-    args = ["--space", str(space), "--storage", postgres_url, "--trials", "6", "--heartbeat", "1"]
-    supervisors = [jumpsearch(*args, cwd=tmp_path) for _ in range(2)]
-    victim_trial, killed_at = None, None
-    deadline = time.time() + 300
-    while victim_trial is None and time.time() < deadline:  # kill a worker while it trains
-        try:
-            study = optuna.load_study(study_name="shared", storage=postgres_url)
-        except KeyError:
-            time.sleep(0.5)
-            continue
-        for trial in study.get_trials(states=(TrialState.RUNNING,)):
-            if "epochs_done" in trial.user_attrs:
-                os.kill(int(trial.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
-                victim_trial, killed_at = trial.number, datetime.now()
-                break
-        time.sleep(0.3)
-    assert victim_trial is not None, "no worker was caught mid-trial"
-    for supervisor in supervisors:
-        output, _ = supervisor.communicate(timeout=600)
-        assert supervisor.returncode == 0, output[-3000:]
-
+    victim_trial, killed_at = two_supervisors_one_killed_worker(space, postgres_url, "shared", tmp_path)
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     trials = study.get_trials()
     assert trials[victim_trial].state == TrialState.FAIL  # failed by heartbeat, not left RUNNING
@@ -113,6 +119,33 @@ def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, write_space, postgres
     keys = [t.user_attrs["key"] for t in trained(study)]
     assert len(keys) == len(set(keys))
     print(f"SIGKILL to retried trial start: {(retries[0].datetime_start - killed_at).total_seconds():.1f} s")
+
+
+def test_a_killed_worker_leaves_the_schedule_consistent(tmp_path, write_space, postgres_url):
+    """The schedule on, two supervisors on PostgreSQL, a worker killed after its first rung: every trial's
+    rung records are the rungs it reached, stopped trials are pruned where they stopped, the killed trial
+    is failed and retried, and nothing is trained twice."""
+    space = write_space(SPACE.format(name="rungs", epochs=9, steps=8) + "schedule: {name: asha, reduction_factor: 3}\n")
+    victim, _ = two_supervisors_one_killed_worker(space, postgres_url, "rungs", tmp_path, after_epochs=2)
+    trials = optuna.load_study(study_name="rungs", storage=postgres_url).get_trials()
+    assert trials[victim].state == TrialState.FAIL
+    assert set(trials[victim].user_attrs["rungs"]) in ({"1"}, {"1", "3"})  # killed after epoch 2: rung 1 stands
+    retries = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == victim]
+    assert len(retries) == 1 and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retries[0].user_attrs["key"] == trials[victim].user_attrs["key"]
+    done = [t for t in trials if t.state == TrialState.COMPLETE or is_stopped(t)]
+    assert len(done) >= 6 and not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for trial in done:
+        reached = {str(r) for r in (1, 3) if r <= trial.user_attrs["epochs"]}
+        assert set(trial.user_attrs["rungs"]) == reached, trial.number
+        assert all(0 <= a <= 1 for a in trial.user_attrs["rungs"].values())
+        if is_stopped(trial):
+            assert trial.user_attrs["stopped_at"] in (1, 3)
+            assert trial.user_attrs["accuracy"] == trial.user_attrs["rungs"][str(trial.user_attrs["stopped_at"])]
+        else:
+            assert trial.user_attrs["epochs"] == 9
+    keys = [t.user_attrs["key"] for t in done]
+    assert len(keys) == len(set(keys))
 
 
 def test_redis_journal_storage_holds_a_study(tmp_path, monkeypatch, write_space):
