@@ -63,6 +63,51 @@ def front_figure(study: optuna.Study, x: str = "params"):  # -> plotly.graph_obj
     return figure
 
 
+def confirmation_figure(study: optuna.Study):  # -> plotly.graph_objects.Figure | None
+    """The search's accuracy (± its standard error) against the mean of ``confirm``'s longer runs
+    (bars: the lowest and highest seed), with the line where they would agree; None before ``confirm``."""
+    import plotly.graph_objects as go
+
+    from jumpsearch.confirm import stored_confirmation
+
+    confirmation = stored_confirmation(study)
+    if confirmation is None:
+        return None
+    table = confirmation.table.dropna(subset=["mean"])
+    seeds = table[[f"seed {s}" for s in range(confirmation.seeds)]]
+    figure = go.Figure()
+    for on_front, name in ((True, "Pareto front"), (False, "off the front")):
+        part = table[table["front"] == on_front]
+        runs = seeds.loc[part.index]
+        figure.add_trace(
+            go.Scatter(
+                x=part["search"],
+                y=part["mean"],
+                mode="markers",
+                name=name,
+                error_x={"type": "data", "array": part["se"].fillna(0)},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": runs.max(axis=1) - part["mean"],
+                    "arrayminus": part["mean"] - runs.min(axis=1),
+                },  # fmt: skip
+                text=[f"trial {n}, {p:,} params" for n, p in zip(part["trial"], part["params"], strict=True)],
+                hovertemplate="%{text}<br>search %{x:.4f}<br>confirmed %{y:.4f}<extra></extra>",
+            )
+        )
+    low = float(min(table["search"].min(), table["mean"].min()))
+    high = float(max(table["search"].max(), table["mean"].max()))
+    figure.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="equal", line={"dash": "dot"}))
+    tau = "n/a" if confirmation.kendall_tau is None else f"{confirmation.kendall_tau:.2f}"
+    figure.update_layout(
+        title=f"Search accuracy against {confirmation.seeds} seeds at {confirmation.epochs} epochs (Kendall tau {tau})",
+        xaxis_title="search validation accuracy (± standard error)",
+        yaxis_title="confirmed validation accuracy (mean; bars: seeds' range)",
+    )
+    return figure
+
+
 def _figures(study: optuna.Study) -> list[tuple[str, object]]:
     import optuna.visualization as vis
 
@@ -83,6 +128,9 @@ def _figures(study: optuna.Study) -> list[tuple[str, object]]:
         except (ValueError, RuntimeError) as e:  # too few trials, or no parameter varies
             figure = f"Importances for {name} need more varied completed trials ({e})."
         figures.append((f"Hyperparameter importances for {name}", figure))
+    confirmed = confirmation_figure(study)
+    if confirmed is not None:
+        figures.insert(1, ("Does the front hold up? Search against confirmed accuracy", confirmed))
     figures.append(
         (
             "Parallel coordinates (accuracy)",

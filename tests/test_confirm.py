@@ -7,7 +7,7 @@ import numpy as np
 import optuna
 import pytest
 
-from jumpsearch import JumpsearchError, best_configs, confirm
+from jumpsearch import JumpsearchError, best_configs, confirm, write_report
 from jumpsearch.cli import main
 from jumpsearch.config import DataConfig
 from jumpsearch.confirm import RESEED, choose, kendall_tau, spearman_rho, stored_confirmation
@@ -134,6 +134,14 @@ def test_confirm_retrains_the_front_and_a_span_of_others_and_stores_it(study):
 
     best = best_configs(study, by="confirmed")
     assert best[0].accuracy == max(result.table["mean"]) and {b.trial for b in best} <= set(result.table["trial"])
+
+
+def test_the_report_plots_search_against_confirmed_accuracy(study, tmp_path):
+    assert "Does the front hold up" not in write_report(study, tmp_path / "before.html").read_text()
+    confirm(study, seeds=2, others=1, train=scripted([]))
+    html = write_report(study, tmp_path / "after.html").read_text()
+    assert "Does the front hold up? Search against confirmed accuracy" in html
+    assert "2 seeds at 6 epochs (Kendall tau" in html and "confirmed validation accuracy" in html
 
 
 def test_an_interrupted_confirmation_resumes_where_it_stopped(study):

@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from jumpsearch import ConfigError, JumpsearchError
+from jumpsearch import ConfigError, JumpsearchError, write_report
 from jumpsearch.records import is_stopped, searched, spent_training, stopped
 from jumpsearch.schedule import Schedule, continues, crowding_distances, nondominated_ranks
 from jumpsearch.space import load_space, space_from_dict
@@ -147,6 +147,8 @@ def test_stopped_trials_are_pruned_with_their_rungs_and_the_compute_they_used(tm
         assert trial.user_attrs["stopped_at"] == trial.user_attrs["epochs"] in (1, 3)
         assert set(trial.user_attrs["rungs"]) == {str(r) for r in (1, 3) if r <= trial.user_attrs["epochs"]}
         assert trial.user_attrs["images"] == trial.user_attrs["epochs"] * 8  # one batch of 8 an epoch
+    html = write_report(study, tmp_path / "r.html").read_text()
+    assert "stopped early" in html and f"({len(halted)} stopped early by the schedule)" in html
     finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert all(set(t.user_attrs["rungs"]) == {"1", "3"} and t.user_attrs["epochs"] == 9 for t in finished)
     # The rule held at every decision: each trial that went past a rung was in the top third there.
