@@ -15,6 +15,7 @@ from jumpsearch.errors import Interrupted, JumpsearchError, raise_interrupted
 
 logger = logging.getLogger("jumpsearch.cli")
 
+DATA_DIR_HELP = "folder of Fashion-MNIST's four .gz files or of extracted CIFAR batches, or the .npz file"
 RESUME = {
     "run": "the running trial is marked failed and the study kept; run the same command to resume",
     "ablate": "the running trial is marked failed and the studies kept; run the same command to resume",
@@ -149,7 +150,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from jumpsearch.config import DataConfig
+    from jumpsearch.config import DATASETS, DataConfig
     from jumpsearch.data import load_dataset
     from jumpsearch.final import train_final
     from jumpsearch.results import load_configs
@@ -161,7 +162,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.dataset:
         data_config = DataConfig.from_dict({"dataset": args.dataset})
     if data_config is None:
-        raise JumpsearchError(f"{args.config}: names no data set; pass --dataset digits|cifar10|cifar100|npz")
+        raise JumpsearchError(f"{args.config}: names no data set; pass --dataset {'|'.join(DATASETS)}")
     data = load_dataset(data_config, args.data_dir)
     if data.input_shape != candidate.model.input_shape:
         raise JumpsearchError(
@@ -246,7 +247,7 @@ def _search_arguments(parser: argparse.ArgumentParser, trials_help: str) -> None
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting new trials after this long")
     parser.add_argument("--storage", metavar="URL", help="Optuna storage (default: sqlite:///studies/<space name>.db)")
     parser.add_argument("--seed", type=int, metavar="N", help="sampler and training seed (default: the space's seed)")
-    parser.add_argument("--data-dir", metavar="DIR", help="folder of extracted CIFAR python batches, or the .npz file")
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -329,16 +330,18 @@ def make_parser() -> argparse.ArgumentParser:
         "train",
         help="fully train one exported configuration and report validation and test accuracy",
         description="Train a configuration from an export file for longer, with a cosine schedule, checkpoints "
-        "and CIFAR augmentation (random crop and flip); run it again after an interruption to resume. Reports "
-        "validation and test accuracy and saves the model in the Keras format.",
+        "and augmentation of natural images (random crop and flip); run it again after an interruption to resume. "
+        "Reports validation and test accuracy and saves the model in the Keras format.",
     )
     train.add_argument("config", metavar="CONFIG", help="a file written by jumpsearch export")
     train.add_argument("--index", type=int, default=0, metavar="I", help="which candidate of the file (default: 0)")
     train.add_argument("--epochs", type=_positive, default=30, metavar="N", help="epochs (default: 30)")
     train.add_argument("--out", default="models/run", metavar="DIR", help="checkpoints, model.keras, metrics.json")
-    train.add_argument("--augment", choices=("auto", "on", "off"), default="auto", help="default: on for CIFAR")
+    train.add_argument(
+        "--augment", choices=("auto", "on", "off"), default="auto", help="default: on for CIFAR and Fashion-MNIST"
+    )
     train.add_argument("--dataset", metavar="NAME", help="override the data set the file names")
-    train.add_argument("--data-dir", metavar="DIR", help="folder of extracted CIFAR python batches, or the .npz file")
+    train.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     train.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default: 0)")
     train.set_defaults(func=_train)
 

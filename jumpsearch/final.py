@@ -19,6 +19,8 @@ from jumpsearch.device import set_seed, setup_device
 from jumpsearch.errors import ConfigError
 from jumpsearch.training import compile_model, evaluate
 
+AUGMENTED = ("cifar10", "cifar100", "fashion_mnist")  # natural images: crops and flips keep their class
+
 
 @dataclass(frozen=True)
 class FinalResult:
@@ -41,7 +43,8 @@ def train_final(
     verbose: int = 2,
     callbacks: Sequence[Any] = (),
 ) -> FinalResult:
-    """Train for ``epochs`` with a cosine-decayed rate; augmentation defaults to on for CIFAR.
+    """Train for ``epochs`` with a cosine-decayed rate; augmentation defaults to on for natural images
+    (CIFAR, Fashion-MNIST), off for digits and arrays of unknown content (a flip changes a digit).
 
     ``out_dir`` receives ``backup/`` (Keras's BackupAndRestore: run again after an interruption and
     training resumes from the last finished epoch), ``best.keras`` (best validation accuracy),
@@ -62,7 +65,7 @@ def train_final(
     steps = math.ceil(len(data.x_train) / batch)
     schedule = keras.optimizers.schedules.CosineDecay(candidate.training.learning_rate, decay_steps=epochs * steps)
     model = compile_model(candidate, learning_rate=schedule)
-    augment = data.name.startswith("cifar") if augment is None else augment
+    augment = data.name in AUGMENTED if augment is None else augment
     train = Batches(data.x_train, data.y_train, batch, steps, seed, augment=augment)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
