@@ -133,6 +133,9 @@ def confirm(
         data = load_dataset(space.data, data_dir)
     stored: dict[str, Any] = dict(study.user_attrs.get("confirmations", {}))
     runs: dict[str, dict[str, float]] = {k: dict(v) for k, v in stored.get(str(epochs), {}).items()}
+    total, done = len(chosen) * (1 + seeds), sum(len(runs.get(str(t.number), {})) for t in chosen)
+    logger.info("confirming %d trials at %d epochs, %d seeds: %d of %d runs to go", len(chosen), epochs, seeds,
+                total - done, total)  # fmt: skip
     for trial in chosen:
         candidate = Candidate.from_dict(trial.user_attrs["config"])
         mine = runs.setdefault(str(trial.number), {})
@@ -146,7 +149,10 @@ def confirm(
             mine[run] = float(result.val_accuracy)
             stored[str(epochs)] = runs
             study.set_user_attr("confirmations", stored)  # after each run: an interruption loses one at most
-            logger.info("trial %d, run %s: validation accuracy %.4f", trial.number, run, result.val_accuracy)
+            done += 1
+            logger.info("run %d of %d: trial %d, %s: validation accuracy %.4f", done, total, trial.number,
+                        "another seed at the search's budget" if run == RESEED else f"seed {run}",
+                        result.val_accuracy)  # fmt: skip
             if on_run is not None:
                 on_run(trial.number, run, mine[run])
     return summarise(study, chosen, runs, epochs, seeds)
