@@ -46,10 +46,12 @@ def _reject(trial: optuna.Trial, reason: str, excess: float = 1.0) -> NoReturn:
 
 @dataclass
 class Objective:
-    """Sample → reject on constraints (no training) → reuse a twin's result → train → values.
+    """Sample → reject on constraints (no training) → reuse a twin's result → train (stopped early at
+    a rung if the space's schedule says so; ``repeats`` times with distinct seeds) → values.
 
     A trial records what ``jumpsearch.records`` describes. ``train`` replaces ``train_and_evaluate``
-    (same keywords); ``on_epoch(trial_number, epochs_done, epochs)`` follows a trial as it trains.
+    (same keywords; ``rungs`` and ``on_rung`` only under a schedule); ``on_epoch(trial_number,
+    epochs_done, epochs)`` follows a trial as it trains.
     """
 
     space: SearchSpace
