@@ -178,10 +178,12 @@ def _train(args: argparse.Namespace) -> int:
 
 def _confirm(args: argparse.Namespace) -> int:
     from jumpsearch.confirm import confirm
+    from jumpsearch.report import annotate_for_dashboard
     from jumpsearch.results import format_table
 
     study = _study_of(args)
     result = confirm(study, epochs=args.epochs, seeds=args.seeds, others=args.others, data_dir=args.data_dir)
+    annotate_for_dashboard(study)
     print(format_table(result.table))
     print(result.summary())
     return 0

@@ -175,9 +175,12 @@ params are trainable weights; FLOPs are multiply-accumulates of one forward pass
 
 
 def annotate_for_dashboard(study: optuna.Study) -> None:
-    """Save the front's plot in the study, so that optuna-dashboard shows it beside the trials (the
-    study's note already holds its space file)."""
+    """Save the front's plot (and, after ``confirm``, search against confirmed accuracy) in the study,
+    so that optuna-dashboard shows them beside the trials (the study's note holds its space file)."""
     import optuna_dashboard
 
     if front(study):
         optuna_dashboard.save_plotly_graph_object(study, front_figure(study), graph_object_id="pareto-front")
+    confirmed = confirmation_figure(study)
+    if confirmed is not None:
+        optuna_dashboard.save_plotly_graph_object(study, confirmed, graph_object_id="confirmation")
