@@ -7,8 +7,10 @@ from jumpsearch.space import load_space, parse_count
 
 
 def test_shipped_spaces_load_and_cifar_contains_the_seed_example():
-    for name in ("digits", "cifar"):
-        assert load_space(ROOT / "search_spaces" / f"{name}.yaml").name == name
+    for name in ("digits", "cifar", "fashion_mnist", "ablation"):
+        assert load_space(ROOT / "search_spaces" / f"{name}.yaml").name.startswith(name)
+    fashion = load_space(ROOT / "search_spaces" / "fashion_mnist.yaml")
+    fashion.check((28, 28, 1), 10)  # its groups fit 28x28 images behind its stride-2 stem, within its budgets
     space = load_space(ROOT / "search_spaces" / "cifar.yaml")
     seed = canonical_config("jumpnet_seed_cifar")
     fixed = {
