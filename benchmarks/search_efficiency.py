@@ -198,11 +198,20 @@ def write(about: dict, runs: list[dict], datasets: list[str], out: Path) -> None
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.html')}")
 
 
+def at_seconds(points: list[dict], seconds: float) -> float:
+    """The hypervolume reached after ``seconds`` of wall time."""
+    reached = [p["hypervolume"] for p in points if p["seconds"] <= seconds]
+    return reached[-1] if reached else 0.0
+
+
 def summarise(runs: list[dict], datasets: list[str]) -> list[dict]:
-    """Per data set and strategy: hypervolume at a quarter, half and all of the budget (median over
-    seeds, and the lowest and highest), trials trained, and wall time against time in ``fit``."""
+    """Per data set and strategy: hypervolume at a quarter, half and all of the budget in epochs, and at
+    the wall time full-budget TPE took (median over seeds, and the lowest and highest); trials trained;
+    wall time, time in ``fit``, and wall seconds per epoch trained (where a trial's fixed cost shows)."""
     rows = []
     for dataset in datasets:
+        tpe = [r["curve"][-1]["seconds"] for r in runs if r["dataset"] == dataset and r["strategy"] == "tpe"]
+        tpe_wall = statistics.median(tpe) if tpe else None
         for name in STRATEGIES:
             mine = [r for r in runs if r["dataset"] == dataset and r["strategy"] == name]
             if not mine:
@@ -211,7 +220,13 @@ def summarise(runs: list[dict], datasets: list[str]) -> list[dict]:
             for part in (0.25, 0.5, 1.0):
                 values = [at_budget(r["curve"], r["budget_epochs"] * part) for r in mine]
                 row[f"hv_{int(part * 100)}"] = [round(statistics.median(values), 4), min(values), max(values)]
+            if tpe_wall is not None:
+                values = [at_seconds(r["curve"], tpe_wall) for r in mine]
+                row["hv_at_tpe_wall"] = [round(statistics.median(values), 4), min(values), max(values)]
             row["trials"] = statistics.median(r["trials"] for r in mine)
+            row["seconds_per_epoch"] = round(
+                statistics.median(r["seconds"] / r["curve"][-1]["epochs"] for r in mine), 2
+            )
             row["seconds"] = round(statistics.median(r["seconds"] for r in mine), 1)
             row["train_seconds"] = round(statistics.median(r["curve"][-1]["train_seconds"] for r in mine), 1)
             rows.append(row)
