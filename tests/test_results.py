@@ -101,7 +101,7 @@ def test_cli_results_pick_and_export(study_url, tmp_path, capsys):
     assert main(["results", "--storage", study_url, "--max-params", "3k"]) == 0
     out = capsys.readouterr().out
     rows = out.splitlines()[1:]
-    assert rows and all(int(row.split()[2].replace(",", "")) <= 3000 for row in rows)
+    assert rows and all(int(row.split()[3].replace(",", "")) <= 3000 for row in rows)  # trial accuracy se params
     assert main(["results", "--storage", study_url, "--csv", str(tmp_path / "t.csv")]) == 0
     import pandas as pd
 

@@ -45,7 +45,7 @@ def test_run_records_trials_resumes_and_prints_the_front(tmp_path, monkeypatch, 
     assert main(["results", "--space", str(space)]) == 0
     table = capsys.readouterr().out
     front = study_at(tmp_path).best_trials
-    assert table.splitlines()[0].split()[:4] == ["trial", "accuracy", "params", "flops"]
+    assert table.splitlines()[0].split()[:5] == ["trial", "accuracy", "se", "params", "flops"]
     assert len(table.splitlines()) == 1 + len(front)
     assert f"{front[0].values[0]:.4f}" in table
 
