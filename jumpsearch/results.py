@@ -101,10 +101,11 @@ def format_table(table: pd.DataFrame) -> str:
         if column in ("accuracy", "confirmed", "search", "reseeded", "mean", "spread", "se") or column.startswith(
             "seed "
         ):
-            formats[column] = lambda v: "" if v is None or v != v else accuracy(v)
+            shown[column] = pd.to_numeric(shown[column], errors="coerce")  # None (not measured) shows blank
+            formats[column] = accuracy
     if "learning_rate" in shown:
         formats["learning_rate"] = "{:.3g}".format
-    return shown.to_string(index=False, formatters=formats)
+    return shown.to_string(index=False, formatters=formats, na_rep="")
 
 
 @dataclass(frozen=True)
