@@ -57,8 +57,8 @@ class Confirmation:
 
         return "\n".join(
             [
-                f"search accuracy against the mean of {self.seeds} seeds at {self.epochs} epochs: "
-                f"Kendall tau {shown(self.kendall_tau)}, Spearman rho {shown(self.spearman_rho)}",
+                f"search accuracy against the mean of {self.seeds} seed{'s' * (self.seeds != 1)} at {self.epochs} "
+                f"epochs: Kendall tau {shown(self.kendall_tau)}, Spearman rho {shown(self.spearman_rho)}",
                 f"seed to seed at the search's budget: Kendall tau {shown(self.seed_tau)}",
                 f"front trials still non-dominated: {', '.join(map(str, self.survivors)) or 'none'}"
                 + (f"; dominated once confirmed: {', '.join(map(str, self.dropped))}" if self.dropped else ""),
