@@ -7,6 +7,7 @@ import logging
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -217,8 +218,15 @@ def _dashboard(args: argparse.Namespace) -> int:
                 f"--port {args.port}: cannot listen on {args.host}:{args.port} ({e.strerror})"
             ) from None
     print(f"optuna-dashboard for {redact(storage)} at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
+    # The server runs in a daemon thread and this one only waits: a signal then always lands here, never
+    # inside a request's database code or a finalizer that could swallow it and leave the server running.
+    server = threading.Thread(
+        target=optuna_dashboard.run_server, args=(opened,), kwargs={"host": args.host, "port": args.port}, daemon=True
+    )
+    server.start()
     try:
-        optuna_dashboard.run_server(opened, host=args.host, port=args.port)
+        while server.is_alive():
+            server.join(0.5)
     except KeyboardInterrupt:
         pass
     return 0
