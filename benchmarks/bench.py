@@ -30,8 +30,9 @@ from jumpsearch.counting import count  # noqa: E402
 from jumpsearch.data import Dataset, load_dataset  # noqa: E402
 from jumpsearch.device import setup_device  # noqa: E402
 from jumpsearch.optimizers import make_optimizer  # noqa: E402
+from jumpsearch.records import searched  # noqa: E402
 from jumpsearch.space import load_space  # noqa: E402
-from jumpsearch.study import count_trained, run_search  # noqa: E402
+from jumpsearch.study import run_search  # noqa: E402
 from jumpsearch.training import train_and_evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,7 +188,7 @@ def digits_search(trials: int) -> dict:
         start = time.perf_counter()
         study = run_search(space, trials=trials, storage=f"sqlite:///{tmp}/bench.db")
         seconds = time.perf_counter() - start
-        done = count_trained(study)
+        done = searched(study)
     return {"trials": done, "seconds": round(seconds, 1), "trials_per_minute": round(60 * done / seconds, 2)}
 
 
