@@ -183,12 +183,11 @@ def summarise(
     table = pd.DataFrame(rows)
     done = table.dropna(subset=["mean"])
     reseeded = table.dropna(subset=[RESEED])
-    survivors, dropped = [], []
-    if not done.empty:
-        points = np.column_stack([-done["mean"].to_numpy(float), np.log10(done["params"].to_numpy(float))])
-        ranks = dict(zip(done["trial"], nondominated_ranks(points), strict=True))
-        for number in sorted(on_front & set(ranks)):
-            (survivors if ranks[number] == 0 else dropped).append(number)
+    kept = non_dominated(dict(zip(done["trial"], done["mean"], strict=True)),
+                         dict(zip(done["trial"], done["params"], strict=True)))  # fmt: skip
+    confirmed_front = sorted(on_front & set(done["trial"]))
+    survivors = [n for n in confirmed_front if n in kept]
+    dropped = [n for n in confirmed_front if n not in kept]
     return Confirmation(
         epochs,
         seeds,
@@ -199,6 +198,15 @@ def summarise(
         survivors,
         dropped,
     )
+
+
+def non_dominated(accuracy: dict[int, float], params: dict[int, int]) -> set[int]:
+    """The trials (by number) on the front of accuracy against params: none more accurate with as few."""
+    numbers = sorted(accuracy)
+    if not numbers:
+        return set()
+    ranks = nondominated_ranks(np.array([[-accuracy[n], params[n]] for n in numbers], dtype=float))
+    return {n for n, rank in zip(numbers, ranks, strict=True) if rank == 0}
 
 
 def stored_confirmation(study: optuna.Study) -> Confirmation | None:

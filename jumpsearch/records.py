@@ -38,7 +38,8 @@ def stopped(study: optuna.Study) -> list[FrozenTrial]:
 
 def searched(study: optuna.Study) -> int:
     """Configurations trained, to the end or until the schedule stopped them: what a budget of trials counts."""
-    return len(trained(study)) + len(stopped(study))
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return sum((t.state == TrialState.COMPLETE and not is_duplicate(t)) or is_stopped(t) for t in finished)
 
 
 def front(study: optuna.Study) -> list[FrozenTrial]:

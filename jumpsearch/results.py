@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import pandas as pd
 import yaml
+from optuna.trial import FrozenTrial
 
 from jumpsearch.config import Candidate, DataConfig, ModelConfig
 from jumpsearch.errors import JumpsearchError
@@ -98,9 +98,7 @@ def format_table(table: pd.DataFrame) -> str:
     accuracy = "{:.4f}".format
     formats = {"params": "{:,}".format, "flops": "{:,}".format}
     for column in shown.columns:  # accuracies: the search's, confirm's runs and their mean; "se" its noise
-        if column in ("accuracy", "confirmed", "search", "reseeded", "mean", "spread", "se") or column.startswith(
-            "seed "
-        ):
+        if column in ACCURACY_COLUMNS or column.startswith("seed "):
             shown[column] = pd.to_numeric(shown[column], errors="coerce")  # None (not measured) shows blank
             formats[column] = accuracy
     if "learning_rate" in shown:
@@ -173,19 +171,11 @@ def best_configs(
         >>> model = build_model(best[0].model)  # doctest: +SKIP
     """
     study = _as_study(study_or_storage, study_name)
-    front = [
-        Best(
-            Candidate.from_dict(t.user_attrs["config"]),
-            float(t.values[0]),
-            int(t.user_attrs["params"]),
-            int(t.user_attrs["flops"]),
-            t.number,
-        )
-        for t in front_trials(study)
-    ]
     if by == "confirmed":
         front = _confirmed_front(study)
-    elif by != "search":
+    elif by == "search":
+        front = [_best(t, float(t.values[0])) for t in front_trials(study)]
+    else:
         raise JumpsearchError(f"by: expected 'search' or 'confirmed', got {by!r}")
     front = [
         b
@@ -198,23 +188,19 @@ def best_configs(
     return front[:k] if k is not None else front
 
 
+def _best(trial: FrozenTrial, accuracy: float) -> Best:
+    attrs = trial.user_attrs
+    return Best(Candidate.from_dict(attrs["config"]), accuracy, int(attrs["params"]), int(attrs["flops"]), trial.number)
+
+
 def _confirmed_front(study: optuna.Study) -> list[Best]:
-    from jumpsearch.confirm import confirmed_accuracy
-    from jumpsearch.schedule import nondominated_ranks
+    from jumpsearch.confirm import confirmed_accuracy, non_dominated
 
     confirmed = confirmed_accuracy(study)
     if not confirmed:
         raise JumpsearchError(f"study {study.study_name!r}: nothing confirmed yet; run jumpsearch confirm first")
-    trials = [study.trials[n] for n in sorted(confirmed)]
-    ranks = nondominated_ranks(
-        np.array([[-confirmed[t.number], math.log10(max(t.user_attrs["params"], 1))] for t in trials])
-    )
-    return [
-        Best(Candidate.from_dict(t.user_attrs["config"]), confirmed[t.number], int(t.user_attrs["params"]),
-             int(t.user_attrs["flops"]), t.number)
-        for t, rank in zip(trials, ranks, strict=True)
-        if rank == 0
-    ]  # fmt: skip
+    kept = non_dominated(confirmed, {n: study.trials[n].user_attrs["params"] for n in confirmed})
+    return [_best(study.trials[n], confirmed[n]) for n in sorted(kept)]
 
 
 def export_configs(best: list[Best], path: str | Path, data: dict[str, Any] | None = None) -> Path:

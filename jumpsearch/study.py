@@ -104,7 +104,7 @@ class Objective:
 
         values = {"params": counts.trainable, "flops": counts.macs}
         rungs = self.space.schedule.rungs(epochs)
-        schedule = {"rungs": rungs, "on_rung": _Rungs(trial, self.space, values)} if rungs else {}
+        schedule = {"rungs": rungs, "on_rung": _Rungs(trial, key, self.space, values)} if rungs else {}
         results = []
         for repeat in range(repeats):  # repeats and a schedule do not combine (checked with the space)
 
@@ -148,6 +148,7 @@ class _Rungs:
     (``rungs``: epoch → accuracy), then rank it against every trial that recorded that rung."""
 
     trial: optuna.Trial
+    key: str
     space: SearchSpace
     counts: dict[str, float]
     recorded: dict[str, float] = field(default_factory=dict)
@@ -158,7 +159,6 @@ class _Rungs:
         self.trial.set_user_attr("rungs", dict(self.recorded))  # before reading: racing trials see each other
         objectives = self.space.objectives
         mine = [accuracy if o == "accuracy" else self.counts[o] for o in objectives]
-        mine_key = self.trial.user_attrs.get("key")
         others = {  # one record per configuration: a worker's killed trial and its retry count once
             t.user_attrs.get("key", t.number): [
                 t.user_attrs["rungs"][rung] if o == "accuracy" else t.user_attrs[o] for o in objectives
@@ -166,7 +166,7 @@ class _Rungs:
             for t in self.trial.study.get_trials(deepcopy=False)
             if t.number != self.trial.number
             and rung in t.user_attrs.get("rungs", {})
-            and t.user_attrs.get("key") != mine_key
+            and t.user_attrs.get("key") != self.key
         }
         go = continues(mine, list(others.values()), self.space.directions, self.space.schedule.reduction_factor,
                        objectives)  # fmt: skip
