@@ -38,9 +38,9 @@ class SearchBar:
         self.running = {}
         if with_running:
             self.running = {
-                t.number: f"{t.user_attrs['epochs_done']}/{_epochs(t.user_attrs['config']['training'])}"
+                t.number: f"{len(t.user_attrs['curve'])}/{_epochs(t.user_attrs['config']['training'])}"
                 for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                if "epochs_done" in t.user_attrs and "config" in t.user_attrs
+                if "curve" in t.user_attrs and "config" in t.user_attrs
             }
         self.bar.update(max(done - self.bar.n, 0))
         self._show()

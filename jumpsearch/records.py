@@ -8,7 +8,10 @@ that raised is failed with ``fail_reason`` and ``traceback``, or ``interrupted``
 
 Under a schedule, a trial records ``rungs`` (epoch → validation accuracy at each rung it reached); one
 the schedule stopped is pruned with ``stopped_at`` (the epochs it trained), and its ``accuracy`` then
-is the last rung's. Every trial that trained records ``epochs`` and ``images`` (the compute it used).
+is the last rung's. Every trial that trained records ``epochs`` and ``images`` (the compute it used),
+``curve`` (epoch → validation accuracy after that epoch, written as each epoch ends: the learning curve,
+and the progress of a running trial) and ``costs`` (seconds: ``fixed`` = ``build`` + ``compile`` +
+``first_step``, then ``train`` and ``evaluate`` per epoch; see ``training.train_and_evaluate``).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ SAMPLERS: dict[str, type[BaseSampler]] = {
     "nsga2": optuna.samplers.NSGAIISampler,
     "random": optuna.samplers.RandomSampler,
     "qmc": optuna.samplers.QMCSampler,
+    "bruteforce": optuna.samplers.BruteForceSampler,
 }
 SEED_ONCE = ("qmc",)  # a scrambled sequence must keep one seed; its position lives in the study
 

@@ -106,10 +106,12 @@ class Objective:
         rungs = self.space.schedule.rungs(epochs)
         schedule = {"rungs": rungs, "on_rung": _Rungs(trial, key, self.space, values)} if rungs else {}
         results = []
+        curve: dict[str, float | None] = {}  # epoch → validation accuracy; with repeats, epochs count on
         for repeat in range(repeats):  # repeats and a schedule do not combine (checked with the space)
 
-            def epoch_done(done: int, before: int = repeat * epochs) -> None:
-                trial.set_user_attr("epochs_done", before + done)  # workers' progress, read from the storage
+            def epoch_done(done: int, accuracy: float | None = None, before: int = repeat * epochs) -> None:
+                curve[str(before + done)] = None if accuracy is None else round(float(accuracy), 6)
+                trial.set_user_attr("curve", curve)  # one write an epoch: the curve, and workers' progress
                 if self.on_epoch is not None:
                     self.on_epoch(trial.number, before + done, epochs * repeats)
 
@@ -119,6 +121,8 @@ class Objective:
         spent_epochs = sum(r.epochs for r in results)
         accuracy = statistics.fmean(r.val_accuracy for r in results)
         trial.set_user_attr("train_seconds", round(sum(r.train_seconds for r in results), 3))
+        if result.costs:
+            trial.set_user_attr("costs", result.costs)
         trial.set_user_attr("epochs", spent_epochs)
         trial.set_user_attr("images", spent_epochs * steps_per_epoch(candidate.training, self.data)
                             * candidate.training.batch_size)  # fmt: skip
@@ -216,7 +220,7 @@ def _check_resume(study_name: str, opened: optuna.storages.BaseStorage, space: S
 
 def create_study(
     space: SearchSpace,
-    storage: str | None = None,
+    storage: str | optuna.storages.BaseStorage | None = None,
     study_name: str | None = None,
     seed: int | None = None,
     heartbeat: int = HEARTBEAT_INTERVAL,
@@ -225,11 +229,15 @@ def create_study(
 
     Resuming with an edited space is checked first: objectives, data set, families, and the kind, choices,
     log scale and step of every parameter must be unchanged (JumpsearchError names what changed); other
-    edits (a wider range, a longer budget) are recorded in the study's ``space_changes``.
+    edits (a wider range, a longer budget) are recorded in the study's ``space_changes``. ``storage`` is a
+    URL (see ``open_storage``) or an Optuna storage object that threads of this process share.
     """
-    url = storage_url(storage, space.name)
+    if isinstance(storage, optuna.storages.BaseStorage):  # one process's threads sharing a storage object
+        url, opened = type(storage).__name__, storage
+    else:
+        url = storage_url(storage, space.name)
+        opened = open_storage(url, heartbeat)
     name = study_name or space.name
-    opened = open_storage(url, heartbeat)
     noted = _check_resume(name, opened, space, url)
     try:
         study = optuna.create_study(
@@ -331,7 +339,7 @@ def run_search(
     *,
     trials: int | None = None,
     timeout: float | None = None,
-    storage: str | None = None,
+    storage: str | optuna.storages.BaseStorage | None = None,
     study_name: str | None = None,
     seed: int | None = None,
     data_dir: str | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jumpsearch.config import Candidate, TrainingConfig
@@ -26,6 +26,8 @@ class TrainResult:
     device: str
     backend: str = "tensorflow"
     stopped: bool = False  # a schedule stopped it at a rung; the scores are the rung's
+    curve: tuple[float, ...] = ()  # validation accuracy after each epoch, when it was measured every epoch
+    costs: dict[str, Any] = field(default_factory=dict)  # seconds: see ``train_and_evaluate``
 
 
 def compile_model(candidate: Candidate, learning_rate: Any = None):  # -> keras.Model
@@ -82,19 +84,60 @@ def steps_per_epoch(config: TrainingConfig, data: Dataset) -> int:
     return config.steps_per_epoch or math.ceil(len(data.x_train) / config.batch_size)
 
 
-def _rung_callback(data: Dataset, rungs: Sequence[int], on_rung: Callable[[int, float], bool], scores: list):
-    """A Keras callback that scores the model on the validation part at each rung and stops training
-    when ``on_rung(epoch, accuracy)`` says no; ``scores`` receives the last rung's (loss, accuracy)."""
+class _Clock:
+    """Where a run's seconds go: the fixed part (build, compile, the first step, which traces the train
+    step) and, for each epoch, training and validation. The simulator of a tabulated benchmark replays
+    a trial's time from these."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {}
+        self.train: list[float] = []
+        self.evaluate: list[float] = []
+        self.last = time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        return seconds
+
+    def costs(self) -> dict[str, Any]:
+        fixed = sum(self.marks.get(k, 0.0) for k in ("build", "compile", "first_step"))
+        return {
+            **{k: round(v, 4) for k, v in self.marks.items()},
+            "fixed": round(fixed, 4),
+            "train": [round(v, 4) for v in self.train],
+            "evaluate": [round(v, 4) for v in self.evaluate],
+        }
+
+
+def _epoch_callback(
+    data: Dataset,
+    clock: _Clock,
+    every_epoch: bool,
+    rungs: Sequence[int],
+    on_rung: Callable[[int, float], bool] | None,
+    scores: list[tuple[float, float]],
+):
+    """A Keras callback that times the first step and each epoch, scores the model on the validation
+    part after every epoch (``every_epoch``) or at the rungs only, and stops training when
+    ``on_rung(epoch, accuracy)`` says no. ``scores`` receives each (loss, accuracy) measured."""
     import keras
 
-    class Rungs(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            if epoch + 1 in rungs:
-                scores[:] = evaluate(self.model, data.x_val, data.y_val)
-                if not on_rung(epoch + 1, scores[1]):
-                    self.model.stop_training = True
+    class Epochs(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if "first_step" not in clock.marks:
+                clock.marks["first_step"] = clock.lap()
 
-    return Rungs()
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            clock.train.append(clock.lap())
+            judged = on_rung is not None and epoch + 1 in rungs
+            if every_epoch or judged:
+                scores.append(evaluate(self.model, data.x_val, data.y_val))
+                clock.evaluate.append(clock.lap())
+            if judged and not on_rung(epoch + 1, scores[-1][1]):  # type: ignore[misc]
+                self.model.stop_training = True
+
+    return Epochs()
 
 
 def train_and_evaluate(
@@ -102,16 +145,21 @@ def train_and_evaluate(
     data: Dataset,
     seed: int = 0,
     callbacks: Sequence[Any] = (),
-    on_epoch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
     rungs: Sequence[int] = (),
     on_rung: Callable[[int, float], bool] | None = None,
 ) -> TrainResult:
     """Train on ``data``'s training part for the candidate's budget; score on its validation part.
 
-    ``callbacks`` are Keras callbacks for ``fit`` (the benchmarks time epochs with one); ``on_epoch``
-    is called with the number of epochs done after each one (progress bars). At each epoch of ``rungs``
-    the model is scored and ``on_rung(epoch, val_accuracy)`` decides whether it goes on; a stopped
-    run returns the rung's scores with ``stopped``.
+    ``callbacks`` are Keras callbacks for ``fit`` (the benchmarks time epochs with one). With
+    ``on_epoch``, the model is scored on the validation part after every epoch and ``on_epoch(epochs
+    done, accuracy)`` is called (the learning curve: ``curve`` of the result); without it, only at the
+    rungs and at the end. At each epoch of ``rungs`` ``on_rung(epoch, val_accuracy)`` decides whether it
+    goes on; a stopped run returns the rung's scores with ``stopped``.
+
+    ``costs`` (seconds): ``build``, ``compile``, ``first_step`` (the first batch, which traces the train
+    step) and their sum ``fixed``; ``train`` and ``evaluate``, one entry per epoch (the first epoch's
+    training without its first step).
     """
     device = setup_device()
     import keras
@@ -120,16 +168,20 @@ def train_and_evaluate(
     from jumpsearch.models import build_model
     from jumpsearch.optimizers import make_optimizer
 
-    rung_scores: list[float] = []
-    if rungs and on_rung is not None:  # before on_epoch: the progress shows an epoch once it is judged
-        callbacks = [*callbacks, _rung_callback(data, rungs, on_rung, rung_scores)]
+    clock = _Clock()
+    scores: list[tuple[float, float]] = []
+    every_epoch = on_epoch is not None
+    epochs_cb = _epoch_callback(data, clock, every_epoch, rungs, on_rung, scores)
+    callbacks = [epochs_cb, *callbacks]  # first: the clock excludes what other callbacks do
     if on_epoch is not None:
-        callbacks = [*callbacks, keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1))]
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch(e + 1, scores[-1][1])))
     # Drop the last trial's graph; Optuna's gc_after_trial already collected, so skip a second gc.collect.
     keras.backend.clear_session(free_memory=False)
     set_seed(seed)
     config = candidate.training
+    clock.lap()
     model = build_model(candidate.model)
+    clock.marks["build"] = clock.lap()
     tensorflow = keras.config.backend() == "tensorflow"
     # No training metrics and a pre-built optimizer: variables created while tracing make TensorFlow
     # trace the train step twice, and the search only needs validation accuracy. Fused updates (on
@@ -149,6 +201,7 @@ def train_and_evaluate(
         from jumpsearch.batches import Batches
 
         train = Batches(data.x_train, data.y_train, config.batch_size, steps, seed)
+    clock.marks["compile"] = clock.lap()
     start = time.perf_counter()
     history = model.fit(
         train,
@@ -162,6 +215,12 @@ def train_and_evaluate(
     losses = history.history.get("loss", [])
     if not losses or not all(np.isfinite(losses)):
         raise TrainingFailed(f"training loss became {losses[-1] if losses else 'undefined'} at epoch {len(losses)}")
-    stopped = len(losses) < config.epochs and bool(rung_scores)
-    val_loss, val_accuracy = rung_scores if stopped else evaluate(model, data.x_val, data.y_val)
-    return TrainResult(val_accuracy, val_loss, len(losses), seconds, device, keras.config.backend(), stopped)
+    stopped = len(losses) < config.epochs and bool(scores)
+    if not (scores and (stopped or every_epoch)):
+        scores.append(evaluate(model, data.x_val, data.y_val))
+        clock.evaluate.append(clock.lap())
+    val_loss, val_accuracy = scores[-1]
+    curve = tuple(a for _, a in scores) if every_epoch else ()
+    return TrainResult(
+        val_accuracy, val_loss, len(losses), seconds, device, keras.config.backend(), stopped, curve, clock.costs()
+    )

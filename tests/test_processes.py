@@ -205,7 +205,7 @@ def wait_for_training(storage, name, process, timeout=300):
     while time.time() < deadline and process.poll() is None:
         try:
             study = optuna.load_study(study_name=name, storage=storage)
-            running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "epochs_done" in t.user_attrs]
+            running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "curve" in t.user_attrs]
             if running:
                 return running[0]
         except (KeyError, sqlalchemy.exc.SQLAlchemyError):  # the study may not exist yet

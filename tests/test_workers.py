@@ -89,7 +89,7 @@ def two_supervisors_one_killed_worker(space, storage, name, cwd, after_epochs=1)
             time.sleep(0.5)
             continue
         for trial in study.get_trials(states=(TrialState.RUNNING,)):
-            if trial.user_attrs.get("epochs_done", 0) >= after_epochs:
+            if len(trial.user_attrs.get("curve", {})) >= after_epochs:
                 os.kill(int(trial.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
                 victim_trial, killed_at = trial.number, datetime.now()
                 break

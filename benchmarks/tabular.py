@@ -1,0 +1,411 @@
+"""The tabulated benchmark: search strategies replayed against a table of fully trained networks.
+
+    # 1. the table: train every configuration of a finite space once (resumable), a second seed for some
+    data=/usr/share/datasets/fashion-mnist
+    .venv/bin/jumpsearch run --space search_spaces/fashion_mnist_grid.yaml --data-dir $data
+    .venv/bin/jumpsearch run --space search_spaces/fashion_mnist_grid.yaml --data-dir $data \\
+        --study-name fashion_mnist_grid-seed2 --seed 1 --trials 60
+    .venv/bin/python benchmarks/tabular.py table --storage sqlite:///studies/fashion_mnist_grid.db --data-dir $data
+    # 2. replay strategies against it, 30 seeds each, 1 and 4 workers
+    .venv/bin/python benchmarks/tabular.py simulate --table benchmarks/fashion_mnist_grid.csv --seeds 30
+
+A real search's wall time is spent in training, which the table holds (each network's whole learning
+curve, its fixed seconds — build, compile, first step — and its seconds per epoch of training and
+validation, measured when the table was built), and in the search loop's own work (sampling, the
+storage, rung decisions), which the simulator measures as it runs. The simulator drives jumpsearch's own
+loop — ``run_search`` with its samplers, schedule rule and duplicate handling — with ``train`` replaced by
+a look-up in the table, in ``workers`` threads on one in-memory study. Time is simulated: each thread has
+a clock, and only the thread whose clock is earliest runs; a trial's time is its network's recorded
+fixed seconds, plus its recorded seconds per epoch for the epochs it trained, plus the real seconds its
+thread spent in the loop's own code. So the loop sees, at a rung, exactly the records a real search with
+``workers`` workers would have written by then.
+
+Hypervolume: as ``search_efficiency.py`` defines it (accuracy against log10 params, scaled between the
+space's smallest model and its ``max_params``; reference point: accuracy 0 at ``max_params``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from search_efficiency import hypervolume  # noqa: E402
+
+COLUMNS = ["key", "run", "params", "flops", "val_images", "fixed_seconds", "epoch_seconds", "curve", "config"]
+
+
+# --- the table ------------------------------------------------------------------------------------------
+
+
+def table_from_studies(studies: Sequence[Any], val_images: int) -> pd.DataFrame:
+    """One row per (network, training run) of the studies' trials trained to the end: the learning curve
+    and costs each recorded. A configuration trained in several studies (another seed) gets run 0, 1, …
+    ``val_images``: the size of the validation part the accuracies were measured on."""
+    from optuna.trial import TrialState
+
+    from jumpsearch.records import is_duplicate
+
+    rows: list[dict[str, Any]] = []
+    runs: dict[str, int] = {}
+    for study in studies:
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            attrs = trial.user_attrs
+            if is_duplicate(trial) or "costs" not in attrs or "curve" not in attrs:
+                continue
+            costs, curve = attrs["costs"], [attrs["curve"][str(e)] for e in range(1, attrs["epochs"] + 1)]
+            seconds = [round(t + v, 4) for t, v in zip(costs["train"], costs["evaluate"], strict=True)]
+            run = runs[attrs["key"]] = runs.get(attrs["key"], -1) + 1
+            rows.append({
+                "key": attrs["key"],
+                "run": run,
+                "params": attrs["params"],
+                "flops": attrs["flops"],
+                "val_images": val_images,
+                "fixed_seconds": costs["fixed"],
+                "epoch_seconds": json.dumps(seconds),
+                "curve": json.dumps(curve),
+                "config": json.dumps(attrs["config"], sort_keys=True),
+            })  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One recorded training run of a network."""
+
+    curve: tuple[float, ...]
+    fixed_seconds: float
+    epoch_seconds: tuple[float, ...]
+
+
+class Table:
+    """The recorded runs by network key. ``run(key, seed)`` picks one of a network's runs from the seed,
+    so a table with two seeds for a network shows its own noise to the strategies."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.runs: dict[str, list[Run]] = {}
+        for row in frame.sort_values(["key", "run"]).itertuples():
+            self.runs.setdefault(row.key, []).append(
+                Run(tuple(json.loads(row.curve)), float(row.fixed_seconds), tuple(json.loads(row.epoch_seconds)))
+            )
+        self.val_images = int(frame["val_images"].max()) if len(frame) else 0
+
+    @staticmethod
+    def read(path: str | Path) -> Table:
+        return Table(pd.read_csv(path))
+
+    def run(self, key: str, seed: int) -> Run:
+        try:
+            runs = self.runs[key]
+        except KeyError:
+            raise KeyError(f"network {key} is not in the table: the space replayed is not the one tabulated") from None
+        digest = int(hashlib.sha256(f"{key}:{seed}".encode()).hexdigest()[:8], 16)
+        return runs[digest % len(runs)]
+
+
+# --- simulated time -----------------------------------------------------------------------------------
+
+
+class HorizonReached(KeyboardInterrupt):
+    """Raised in a worker whose clock passed the simulation's horizon: its search loop ends there."""
+
+
+class SimClock:
+    """Per-worker clocks; only the worker whose clock is earliest (ties: lowest id) runs, so the threads
+    replay, one at a time and deterministically, what ``workers`` processes would do in parallel.
+
+    ``advance(seconds)`` charges a worker the seconds of training it simulates, plus the real seconds it
+    spent since it last ran (the search loop's own work) unless ``overhead`` fixes that per call."""
+
+    def __init__(self, workers: int, horizon: float = math.inf, overhead: float | None = None) -> None:
+        self.horizon, self.overhead = horizon, overhead
+        self.now: dict[int, float] = dict.fromkeys(range(workers), 0.0)  # all at 0 s before any runs
+        self.resumed: dict[int, float] = {}
+        self.lock = threading.Condition()
+
+    def join(self, worker: int) -> None:
+        with self.lock:
+            self._wait(worker)
+
+    def time(self, worker: int) -> float:
+        """The worker's clock, its own work since it last ran included."""
+        spent = time.perf_counter() - self.resumed[worker] if self.overhead is None else 0.0
+        return self.now[worker] + spent
+
+    def advance(self, worker: int, seconds: float, overhead: bool = True) -> None:
+        with self.lock:
+            charged = (self.overhead or 0.0) if overhead else 0.0
+            self.now[worker] = self.time(worker) + seconds + charged
+            self._wait(worker)
+
+    def leave(self, worker: int) -> None:
+        with self.lock:
+            del self.now[worker]
+            self.lock.notify_all()
+
+    def _wait(self, worker: int) -> None:
+        self.lock.notify_all()
+        while min(self.now, key=lambda w: (self.now[w], w)) != worker:
+            self.lock.wait()
+        self.resumed[worker] = time.perf_counter()
+
+
+@dataclass
+class Event:
+    """A training run that ended: when (simulated seconds), what it cost, and where it ended."""
+
+    seconds: float
+    epochs: int
+    key: str
+    params: int
+    accuracy: float
+    stopped: bool
+
+
+@dataclass
+class Replay:
+    """``train`` for ``run_search``: a look-up in the table that advances the worker's simulated clock."""
+
+    table: Table
+    clock: SimClock
+    events: list[Event] = field(default_factory=list)
+    local: threading.local = field(default_factory=threading.local)
+
+    def __call__(
+        self,
+        candidate: Any,
+        data: Any,
+        seed: int = 0,
+        on_epoch: Callable[..., None] | None = None,
+        rungs: Sequence[int] = (),
+        on_rung: Callable[[int, float], bool] | None = None,
+        **_: Any,
+    ) -> Any:
+        from jumpsearch.counting import candidate_key, count
+        from jumpsearch.training import TrainResult
+
+        worker = self.local.worker
+        if self.clock.time(worker) >= self.clock.horizon:
+            raise HorizonReached()
+        key = candidate_key(candidate)
+        run = self.table.run(key, seed)
+        epochs = candidate.training.epochs
+        if len(run.curve) < epochs:
+            raise ValueError(f"network {key}: the table holds {len(run.curve)} epochs, the space asks {epochs}")
+        self.clock.advance(worker, run.fixed_seconds)
+        done, stopped = 0, False
+        for epoch in range(1, epochs + 1):
+            self.clock.advance(worker, run.epoch_seconds[epoch - 1], overhead=False)
+            done = epoch
+            accuracy = run.curve[epoch - 1]
+            if on_rung is not None and epoch in rungs and not on_rung(epoch, accuracy):
+                stopped = epoch < epochs
+            if on_epoch is not None:
+                on_epoch(epoch, accuracy)
+            if stopped:
+                break
+        accuracy = run.curve[done - 1]
+        seconds = run.fixed_seconds + sum(run.epoch_seconds[:done])
+        self.events.append(Event(self.clock.time(worker), done, key, count(candidate.model).trainable, accuracy,
+                                 stopped))  # fmt: skip
+        return TrainResult(accuracy, 0.0, done, seconds, "table", "table", stopped, run.curve[:done])
+
+
+def fake_data(table: Table, input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """A data set of the right shape and validation size, holding no images: the table trains nothing."""
+    from jumpsearch.data import Dataset
+
+    x = np.zeros((1, *input_shape), dtype=np.float32)
+    y_val = np.zeros(max(table.val_images, 1), dtype=np.int64)
+    return Dataset("table", x, np.zeros(1, np.int64), x, y_val, None, None, num_classes)
+
+
+def simulate(
+    space: Any,
+    table: Table,
+    *,
+    workers: int,
+    seed: int,
+    horizon: float,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    overhead: float | None = None,
+) -> list[Event]:
+    """Replay one search of ``space`` (its sampler and schedule) against ``table`` with ``workers``
+    asynchronous workers until ``horizon`` simulated seconds (or the space is exhausted); the training
+    runs that ended, in the order they ended."""
+    import optuna
+
+    from jumpsearch.errors import JumpsearchError
+    from jumpsearch.study import run_search
+
+    storage = optuna.storages.InMemoryStorage()
+    clock = SimClock(workers, horizon, overhead)
+    replay = Replay(table, clock)
+    data = fake_data(table, input_shape, num_classes)
+    errors: list[BaseException] = []
+
+    def worker(number: int) -> None:
+        replay.local.worker = number
+        clock.join(number)
+        try:
+            run_search(space, storage=storage, data=data, train=replay, seed=seed, trials=10**9)
+        except HorizonReached:
+            pass
+        except JumpsearchError as e:  # the loop's own stop (a space exhausted): the end of this worker's search
+            logging.getLogger(__name__).debug("worker %d: %s", number, e)
+        except BaseException as e:  # noqa: BLE001 (reported by the caller)
+            errors.append(e)
+        finally:
+            clock.leave(number)
+
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return sorted(replay.events, key=lambda e: e.seconds)
+
+
+def hypervolume_at(events: Sequence[Event], scale: Callable[[float], float], seconds: float) -> float:
+    """The hypervolume of the front of the runs trained to the end by ``seconds``."""
+    return hypervolume([(scale(e.params), e.accuracy) for e in events if not e.stopped and e.seconds <= seconds])
+
+
+def hypervolume_at_epochs(events: Sequence[Event], scale: Callable[[float], float], epochs: float) -> float:
+    """The hypervolume once ``epochs`` were spent (runs counted as they end)."""
+    spent, points = 0, []
+    for e in events:
+        spent += e.epochs
+        if spent > epochs:
+            break
+        if not e.stopped:
+            points.append((scale(e.params), e.accuracy))
+    return hypervolume(points)
+
+
+def params_scale(space: Any, input_shape: tuple[int, int, int], num_classes: int) -> Callable[[float], float]:
+    """``search_efficiency.py``'s normalisation: log10 params between the smallest model and max_params."""
+    from jumpsearch.counting import count
+
+    smallest = count(space.smallest(lambda c: count(c.model).trainable, input_shape, num_classes).model).trainable
+    low, high = math.log10(smallest), math.log10(space.constraints.max_params)
+    return lambda params: (math.log10(params) - low) / (high - low)
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+STRATEGIES = {  # name: (sampler options, schedule)
+    "random": ({"name": "random"}, "none"),
+    "tpe": ({"name": "tpe", "n_startup_trials": 8}, "none"),
+    "nsga2": ({"name": "nsga2"}, "none"),
+    "random+asha": ({"name": "random"}, {"name": "asha", "min_epochs": 1, "reduction_factor": 3}),
+    "tpe+asha": ({"name": "tpe", "n_startup_trials": 8}, {"name": "asha", "min_epochs": 1, "reduction_factor": 3}),
+}
+
+
+def space_for(path: Path, strategy: str, seed: int) -> Any:
+    from jumpsearch.space import read_yaml, space_from_dict
+
+    raw = read_yaml(path)
+    sampler, schedule = STRATEGIES[strategy]
+    name = f"{raw['name']}-{strategy.replace('+', '_')}-{seed}"
+    raw.update({"name": name, "sampler": sampler, "schedule": schedule, "seed": seed})
+    return space_from_dict(raw, f"{path} ({strategy})")
+
+
+def _table(args: argparse.Namespace) -> None:
+    import optuna
+
+    from jumpsearch.data import load_dataset
+    from jumpsearch.space import space_from_dict
+    from jumpsearch.storage import open_storage
+
+    storage = open_storage(args.storage)
+    names = args.study_names.split(",") if args.study_names else optuna.get_all_study_names(storage)
+    studies = [optuna.load_study(study_name=n, storage=storage) for n in names]
+    space = space_from_dict(studies[0].user_attrs["space"], names[0])
+    data = load_dataset(space.data, args.data_dir)
+    frame = table_from_studies(studies, len(data.y_val))
+    frame.to_csv(args.out, index=False)
+    print(f"wrote {args.out}: {frame['key'].nunique()} networks, {len(frame)} runs "
+          f"({(frame['run'] > 0).sum()} second runs), from studies {', '.join(names)}")  # fmt: skip
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    import optuna
+
+    logging.getLogger("jumpsearch").setLevel(logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    table = Table.read(args.table)
+    shape, classes = (28, 28, 1), 10
+    first = space_for(Path(args.space), "random", 0)
+    scale = params_scale(first, shape, classes)
+    full = [r.fixed_seconds + sum(r.epoch_seconds[:9]) for runs in table.runs.values() for r in runs[:1]]
+    results = []
+    for workers in map(int, args.workers.split(",")):
+        horizon = args.budget_trials * statistics.median(full) / workers
+        for strategy in args.strategies.split(","):
+            for seed in range(args.seeds):
+                start = time.perf_counter()
+                events = simulate(space_for(Path(args.space), strategy, seed), table, workers=workers, seed=seed,
+                                  horizon=horizon, input_shape=shape, num_classes=classes)  # fmt: skip
+                row = {"workers": workers, "strategy": strategy, "seed": seed, "horizon": round(horizon, 1),
+                       "runs": len(events), "real_seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
+                for part in (0.25, 0.5, 1.0):
+                    row[f"hv_{int(part * 100)}"] = round(hypervolume_at(events, scale, horizon * part), 5)
+                row["curve"] = [[round(e.seconds, 2), round(hypervolume_at(events, scale, e.seconds), 5)]
+                                for e in events if e.seconds <= horizon]  # fmt: skip
+                results.append(row)
+                print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
+    Path(args.out).write_text(json.dumps(results))
+    print(f"wrote {args.out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    table = commands.add_parser("table", help="write the table of a finished exhaustive search")
+    table.add_argument("--storage", required=True)
+    table.add_argument("--study-names", help="comma-separated (default: every study of the storage)")
+    table.add_argument("--data-dir", help="where the studies' data set lies (to count its validation images)")
+    table.add_argument("--out", default=str(ROOT / "benchmarks" / "fashion_mnist_grid.csv"))
+    table.set_defaults(func=_table)
+    sim = commands.add_parser("simulate", help="replay strategies against a table")
+    sim.add_argument("--table", default=str(ROOT / "benchmarks" / "fashion_mnist_grid.csv"))
+    sim.add_argument("--space", default=str(ROOT / "search_spaces" / "fashion_mnist_grid.yaml"))
+    sim.add_argument("--strategies", default=",".join(STRATEGIES))
+    sim.add_argument("--seeds", type=int, default=30)
+    sim.add_argument("--workers", default="1,4")
+    sim.add_argument("--budget-trials", type=float, default=40,
+                     help="the horizon: this many median full trials' seconds, shared by the workers")  # fmt: skip
+    sim.add_argument("--out", default=str(ROOT / "benchmarks" / "tabular.json"))
+    sim.set_defaults(func=_simulate)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
