@@ -108,6 +108,35 @@ def confirmation_figure(study: optuna.Study):  # -> plotly.graph_objects.Figure 
     return figure
 
 
+def curves_figure(study: optuna.Study):  # -> plotly.graph_objects.Figure | None
+    """Validation accuracy after each epoch, one line per trial that trained: front trials in colour,
+    other trials trained to the end in grey, trials the schedule stopped dotted, ending where they stopped.
+    None when no trial recorded a curve."""
+    import plotly.graph_objects as go
+
+    on_front = {t.number for t in front(study)}
+    shown = [t for t in [*trained(study), *stopped(study)] if t.user_attrs.get("curve")]
+    if not shown:
+        return None
+    styles = {"trained": {"color": "#bbb"}, "stopped early": {"color": "#bbb", "dash": "dot"}}
+    figure, legend = go.Figure(), set()
+    for trial in sorted(shown, key=lambda t: (t.number in on_front, t.number)):  # the front drawn last, on top
+        points = sorted((int(e), a) for e, a in trial.user_attrs["curve"].items() if a is not None)
+        kind = "stopped early" if "stopped_at" in trial.user_attrs else "trained"
+        kind = "front" if trial.number in on_front else kind
+        figure.add_trace(
+            go.Scatter(
+                x=[e for e, _ in points], y=[a for _, a in points], mode="lines+markers", marker={"size": 4},
+                line=styles.get(kind, {}), name=f"trial {trial.number}" if kind == "front" else kind,
+                legendgroup=None if kind == "front" else kind, showlegend=kind == "front" or kind not in legend,
+                hovertext=f"trial {trial.number} ({kind}), {trial.user_attrs.get('params', 0):,} params",
+            )
+        )  # fmt: skip
+        legend.add(kind)
+    figure.update_layout(xaxis_title="epochs trained", yaxis_title="validation accuracy", hovermode="closest")
+    return figure
+
+
 def _figures(study: optuna.Study) -> list[tuple[str, object]]:
     import optuna.visualization as vis
 
@@ -131,6 +160,9 @@ def _figures(study: optuna.Study) -> list[tuple[str, object]]:
     confirmed = confirmation_figure(study)
     if confirmed is not None:
         figures.insert(1, ("Does the front hold up? Search against confirmed accuracy", confirmed))
+    curves = curves_figure(study)
+    if curves is not None:
+        figures.insert(1, ("Learning curves: validation accuracy after each epoch", curves))
     figures.append(
         (
             "Parallel coordinates (accuracy)",

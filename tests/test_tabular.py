@@ -142,3 +142,24 @@ def test_the_table_is_built_from_a_study_s_curves_and_costs(tmp_path):
     assert table.run(row["key"], 0).curve == tuple(json.loads(row["curve"]))
     with pytest.raises(KeyError, match="not in the table"):
         table.run("nope", 0)
+
+
+def test_results_and_the_report_carry_the_curves(tmp_path):
+    from jumpsearch.report import curves_figure
+    from jumpsearch.results import trials_table
+
+    raw = yaml.safe_load(SIX)
+    schedule = {"name": "asha", "min_epochs": 1, "reduction_factor": 3}
+    space = space_from_dict({**raw, "sampler": "random", "trials": 4, "schedule": schedule})
+    study = run_search(space, storage=f"sqlite:///{tmp_path}/r.db")
+    table = trials_table(study)
+    for trial, curve in zip(study.trials, table["user_attrs_curve"], strict=True):
+        if "curve" in trial.user_attrs:
+            assert json.loads(curve) == trial.user_attrs["curve"]
+    assert table["user_attrs_costs"].notna().sum() == sum("costs" in t.user_attrs for t in study.trials) > 0
+    figure = curves_figure(study)
+    lines = {d.name: d for d in figure.data}
+    halted = [t for t in study.trials if "stopped_at" in t.user_attrs]
+    assert halted  # two epochs, a rung at 1: of 4 trials, some stop
+    assert "stopped early" in lines and lines["stopped early"].line.dash == "dot"
+    assert all(len(d.x) == 1 for d in figure.data if d.name == "stopped early")  # they end at their rung
