@@ -6,12 +6,14 @@ first draw. Seeding each trial from (seed, trial number) instead keeps a single 
 (``--seed`` gives the same trial numbers, so the same draws) while every trial of a study, whichever
 process runs it, draws from its own stream. The samplers keep their state in the study (TPE and
 NSGA-II read the trials; QMC keeps its sequence position there), so a fresh sampler per trial loses
-nothing.
+nothing. Each open trial keeps its own sampler until it is told, so trials open at once (``ask`` twice,
+``optimize(n_jobs=2)``) never share a stream.
 """
 
 from __future__ import annotations
 
 import inspect
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,34 +46,51 @@ def trial_seed(seed: int, number: int) -> int:
 
 
 class PerTrialSeed(BaseSampler):
-    """Delegates to a sampler made afresh for each trial, seeded from (seed, trial number)."""
+    """Delegates each trial to a sampler of its own, seeded from (seed, trial number), made when the trial
+    first reaches the sampler (``before_trial``, or a direct ``sample_*`` call) and dropped once it is told."""
 
     def __init__(self, make: Callable[[int], BaseSampler], seed: int) -> None:
         self._make, self._seed = make, seed
-        self._sampler = make(seed)
+        self._open: dict[int, BaseSampler] = {}  # by trial id; threads of optimize(n_jobs > 1) share it
+        self._lock = threading.Lock()
+
+    def _sampler(self, trial: FrozenTrial) -> BaseSampler:
+        with self._lock:
+            if trial._trial_id not in self._open:
+                self._open[trial._trial_id] = self._make(trial_seed(self._seed, trial.number))
+            return self._open[trial._trial_id]
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self._sampler = self._make(trial_seed(self._seed, trial.number))
-        self._sampler.before_trial(study, trial)
+        self._sampler(trial).before_trial(study, trial)
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return self._sampler.infer_relative_search_space(study, trial)
+        return self._sampler(trial).infer_relative_search_space(study, trial)
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        return self._sampler.sample_relative(study, trial, search_space)
+        return self._sampler(trial).sample_relative(study, trial, search_space)
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        return self._sampler.sample_independent(study, trial, param_name, param_distribution)
+        return self._sampler(trial).sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
-        self._sampler.after_trial(study, trial, state, values)
+        """The trial's sampler sees it finish (NSGA-II stores its constraints here), even a trial asked by
+        another process, and is then dropped."""
+        try:
+            self._sampler(trial).after_trial(study, trial, state, values)
+        finally:
+            with self._lock:
+                self._open.pop(trial._trial_id, None)
 
     def reseed_rng(self) -> None:
-        self._sampler.reseed_rng()
+        """A fresh seed for the trials to come (those open keep their streams). Optuna calls it as each
+        thread of ``optimize(n_jobs > 1)`` starts, so that such a run, as with Optuna's own samplers, is
+        not reproducible; every trial still draws from a stream of its own."""
+        with self._lock:
+            self._seed = int(np.random.SeedSequence().generate_state(1)[0])
 
 
 def make_sampler(options: dict[str, Any], seed: int) -> BaseSampler:
