@@ -30,11 +30,18 @@ from optuna.samplers import BaseSampler
 from jumpsearch.samplers import SAMPLERS, PerTrialSeed, make_sampler
 
 UNSEEDED = 0  # Optuna's tests build some samplers without a seed; a space always has one
+INLINE = {"test_brute_force": "bruteforce"}  # Optuna's modules that build their one sampler inside each test
 SEEDED_TABLE = "sampler_class_with_seed"  # test_samplers.py's samplers by name, also read in other processes
 NOT_APPLICABLE = {
     "test_sampler_reseed_rng": "it looks for a RandomState among the sampler's own attributes and for a nested "
     "sampler whose reseed_rng is called once; a wrapper holds one sampler per open trial, none before the "
     "first (test_reseed_rng_change_sampling checks what reseeding must do: change what is drawn)",
+    **dict.fromkeys(
+        ("test_not_avoid_premature_stop", "test_avoid_premature_stop"),
+        "it asserts the very values BruteForceSampler(seed=42) draws for trials 0-3; a wrapper draws each trial "
+        "from its own (seed, trial number) stream, other values by design (the study stops when the space is "
+        "exhausted: test_study_optimize_with_single_search_space and the others that run)",
+    ),
 }
 
 
@@ -125,8 +132,28 @@ def substitute(module: ModuleType) -> None:
             obj.pytestmark[obj.pytestmark.index(mark)] = pytest.mark.parametrize(
                 mark.args[0], values, **mark.kwargs
             ).mark
+    inline = INLINE.get(module.__name__.rsplit(".", 1)[-1])
+    if inline is not None:  # the class itself stands for jumpsearch's sampler in every test of the module
+        module._jumpsearch_sampler = pytest.fixture(autouse=True, name="_jumpsearch_sampler")(_inline_sampler(inline))
     if hasattr(module, "run_optimize"):  # run in a spawned process, which imports the module afresh
         module.run_optimize = functools.partial(run_optimize, module.__name__)
+
+
+def _inline_sampler(name: str) -> Any:
+    """A fixture: while a test runs, ``optuna.samplers.<Class>(seed=..., **options)`` builds jumpsearch's
+    sampler (the class's static helpers, which some tests call, stay where they were)."""
+    cls = SAMPLERS[name]
+
+    class Substitute(cls):  # type: ignore[valid-type, misc]
+        def __new__(klass, seed: int | None = None, **options: Any) -> BaseSampler:  # noqa: N804
+            return JumpsearchSampler(name, options)(seed)
+
+    def fixture(monkeypatch: pytest.MonkeyPatch) -> None:
+        import optuna
+
+        monkeypatch.setattr(optuna.samplers, cls.__name__, Substitute)
+
+    return fixture
 
 
 def _sampler_fixture(self: Any, request: pytest.FixtureRequest) -> JumpsearchSampler:
@@ -163,7 +190,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _sampler_of(item: pytest.Item) -> JumpsearchSampler | None:
     """The jumpsearch sampler a test takes, itself or by its name in the module's table."""
-    table = getattr(getattr(item, "module", None), SEEDED_TABLE, {})
+    module = getattr(item, "module", None)
+    inline = INLINE.get(getattr(module, "__name__", "").rsplit(".", 1)[-1])
+    if inline is not None:
+        return JumpsearchSampler(inline)
+    table = getattr(module, SEEDED_TABLE, {})
     for value in getattr(getattr(item, "callspec", None), "params", {}).values():
         if isinstance(value, JumpsearchSampler):
             return value

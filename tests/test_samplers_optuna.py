@@ -6,7 +6,9 @@ cache, never copied into this repository) and run in a pytest of their own with 
 of the samplers in ``SAMPLERS``, with the same options. Of the modules below, the tests that take a sampler
 run: Optuna's generic sampler contract (``TestBasicSampler``, ``TestRelativeSampler``,
 ``TestMultiObjectiveSampler``), reproducibility with one seed, across processes and after
-``reseed_rng()``, ``PartialFixedSampler`` over a sampler, and NSGA-II's crossovers.
+``reseed_rng()``, ``PartialFixedSampler`` over a sampler, NSGA-II's crossovers, and every test of
+``BruteForceSampler`` (whose tests build the class inside their bodies: there the class itself is replaced
+by one that builds jumpsearch's ``bruteforce``).
 
 What does not apply to a wrapper, and why:
 
@@ -14,6 +16,9 @@ What does not apply to a wrapper, and why:
   which is Optuna's own): it finds a ``RandomState`` among the sampler's attributes and a nested sampler
   whose ``reseed_rng`` must be called once. A wrapper holds one sampler per open trial, none before the
   first. What reseeding must achieve, other draws, is ``test_reseed_rng_change_sampling``'s, which runs.
+- ``test_not_avoid_premature_stop`` and ``test_avoid_premature_stop`` (skipped, with the reason): they
+  assert the very values ``BruteForceSampler(seed=42)`` draws for four trials; a wrapper draws each trial
+  from its own (seed, trial number) stream, so other values, by design.
 - Tests that take no sampler factory are deselected, as they exercise Optuna's classes alone:
   ``test_pickle_random_sampler`` builds ``RandomSampler`` itself and reads its private ``_rng``
   (jumpsearch never pickles a sampler: each worker process builds its own from the space);
@@ -33,10 +38,16 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna_sampler_suite import INLINE
 
 from jumpsearch.samplers import SAMPLERS
 
-SUITE = ("samplers_tests/test_samplers.py", "samplers_tests/test_partial_fixed.py", "samplers_tests/test_nsgaii.py")
+SUITE = (
+    "samplers_tests/test_samplers.py",
+    "samplers_tests/test_partial_fixed.py",
+    "samplers_tests/test_nsgaii.py",
+    "samplers_tests/test_brute_force.py",
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +99,12 @@ def test_optunas_sampler_suite_passes_with_every_sampler_a_space_may_name(optuna
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     passed = [
-        case.get("name", "")
+        f"{case.get('classname', '')}::{case.get('name', '')}"
         for case in ElementTree.parse(report).iter("testcase")
         if not any(child.tag in ("failure", "error", "skipped") for child in case)
     ]
-    for name in SAMPLERS:  # a sampler Optuna's suite never builds would otherwise go untested here
-        assert any(f"jumpsearch.{name}(" in case for case in passed), f"no test of Optuna's ran sampler {name!r}"
+    ran = {name: [case for case in passed if f"jumpsearch.{name}(" in case] for name in SAMPLERS}
+    for module, name in INLINE.items():  # their tests build the sampler inside: no sampler in the test's id
+        ran[name] += [case for case in passed if f".{module}::test_study_optimize" in case]
+    for name, cases in ran.items():  # a sampler Optuna's suite never builds would otherwise go untested here
+        assert cases, f"no test of Optuna's ran sampler {name!r}"
