@@ -11,7 +11,9 @@ two seeds; one with a single run repeats it. Simulated time is Syne Tune's: besi
 it charges the real seconds spent in the tuner loop and the scheduler, its ``SimulatorConfig`` delays
 (0.05 s each: a trial's start, each result reaching the tuner, a stop reaching the worker, a stopped
 trial's completion), and the tuner's polling: with every worker busy the tuner sleeps ``poll`` simulated
-seconds before it looks again, so a worker freed stays idle until then.
+seconds (0.1 s here, 5 s by Syne Tune's default) before it looks again, so a worker freed stays idle until
+then. One worker: a trial's last result comes 0.1 s (start and result delays) after its table seconds,
+and the next trial starts 0.1 s (stop and completion delays) plus up to one poll after that result.
 
 Both objectives are minimised, as Syne Tune's schedulers take one direction for all metrics:
 ``error`` = 1 − validation accuracy, and ``size`` = log10 params scaled as the hypervolume scales them
@@ -57,7 +59,8 @@ import tabular  # noqa: E402
 EPOCH, ELAPSED = "epoch", "elapsed_time"
 METRICS = ["error", "size"]  # minimised by Syne Tune
 OBJECTIVES = [*METRICS, "accuracy", "params", ELAPSED]
-POLL = 0.1  # simulated seconds the tuner waits while every worker is busy
+POLL = 0.1  # simulated seconds the tuner sleeps while every worker is busy (Syne Tune's default, 5 s, would idle
+# a freed worker up to 5 s: a handicap of its polling loop, not of its methods)
 
 
 class Grid:
@@ -66,11 +69,12 @@ class Grid:
     def __init__(self, space: Any, input_shape: tuple[int, int, int], num_classes: int) -> None:
         from optuna.distributions import CategoricalDistribution
 
+        from jumpsearch.counting import candidate_key
+
         distributions = space.distributions()
         if not all(isinstance(d, CategoricalDistribution) for d in distributions.values()):
             ranges = [n for n, d in distributions.items() if not isinstance(d, CategoricalDistribution)]
             raise ValueError(f"{space.source}: a table needs a finite space; {', '.join(ranges)} are ranges")
-        from jumpsearch.counting import candidate_key
 
         self.names = list(distributions)
         self.choices = {name: list(d.choices) for name, d in distributions.items()}
