@@ -356,6 +356,7 @@ def _table(args: argparse.Namespace) -> None:
 
 def _simulate(args: argparse.Namespace) -> None:
     import optuna
+    import peers  # it imports this module: here, not at the top
 
     logging.getLogger("jumpsearch").setLevel(logging.ERROR)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -370,8 +371,12 @@ def _simulate(args: argparse.Namespace) -> None:
         for strategy in args.strategies.split(","):
             for seed in range(args.seeds):
                 start = time.perf_counter()
-                events = simulate(space_for(Path(args.space), strategy, seed), table, workers=workers, seed=seed,
-                                  horizon=horizon, input_shape=shape, num_classes=classes)  # fmt: skip
+                if strategy in peers.STRATEGIES:  # Syne Tune's methods, in Syne Tune's simulator (peers.py)
+                    events = peers.STRATEGIES[strategy](first, table, workers=workers, seed=seed, horizon=horizon,
+                                                        input_shape=shape, num_classes=classes)  # fmt: skip
+                else:
+                    events = simulate(space_for(Path(args.space), strategy, seed), table, workers=workers, seed=seed,
+                                      horizon=horizon, input_shape=shape, num_classes=classes)  # fmt: skip
                 row = {"workers": workers, "strategy": strategy, "seed": seed, "horizon": round(horizon, 1),
                        "runs": len(events), "real_seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
                 for part in (0.25, 0.5, 1.0):
@@ -396,7 +401,7 @@ def main() -> None:
     sim = commands.add_parser("simulate", help="replay strategies against a table")
     sim.add_argument("--table", default=str(ROOT / "benchmarks" / "fashion_mnist_grid.csv"))
     sim.add_argument("--space", default=str(ROOT / "search_spaces" / "fashion_mnist_grid.yaml"))
-    sim.add_argument("--strategies", default=",".join(STRATEGIES))
+    sim.add_argument("--strategies", default=",".join([*STRATEGIES, "syne_tune_moasha", "syne_tune_morea"]))
     sim.add_argument("--seeds", type=int, default=30)
     sim.add_argument("--workers", default="1,4")
     sim.add_argument("--budget-trials", type=float, default=40,
