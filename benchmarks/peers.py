@@ -35,6 +35,8 @@ Both run as Syne Tune 0.16 ships them, including this: its ``NonDominatedPriorit
 order (indices, best first) where MOASHA's rungs and the evolution's parent choice read it as each item's
 priority, so a rung's decision on a new trial depends on which recorded trial sorts last, not on the new
 one (a newcomer that dominates every trial at its rung can be stopped), and parents are picked likewise.
+So that the comparison is with the method and not only with that slip, ``moasha_ranked`` runs MOASHA with
+the same sort turned into each item's rank (``np.argsort`` of the order), which is what its rungs expect.
 
 Each trial becomes one ``tabular.Event`` when it ended: its last result's simulated time stamp
 (``st_tuner_time``), the epochs it trained, its accuracy there, and ``stopped`` when it ended before the
@@ -141,6 +143,24 @@ def _moasha(config_space: dict[str, Any], epochs: int, seed: int) -> Any:
                   reduction_factor=3, random_seed=seed)  # fmt: skip
 
 
+def _ranked_priority() -> Any:
+    """``NonDominatedPriority`` with its order turned into each item's rank: what MOASHA's rungs read."""
+    from syne_tune.optimizer.schedulers.multiobjective.multiobjective_priority import NonDominatedPriority
+
+    class RankedNonDominatedPriority(NonDominatedPriority):
+        def priority_unsafe(self, objectives: np.ndarray) -> np.ndarray:
+            return np.argsort(super().priority_unsafe(objectives))  # position of item i in the sorted order
+
+    return RankedNonDominatedPriority()
+
+
+def _moasha_ranked(config_space: dict[str, Any], epochs: int, seed: int) -> Any:
+    from syne_tune.optimizer.schedulers.multiobjective.moasha import MOASHA
+
+    return MOASHA(config_space, metrics=METRICS, do_minimize=True, time_attr=EPOCH, max_t=epochs, grace_period=1,
+                  reduction_factor=3, random_seed=seed, multiobjective_priority=_ranked_priority())  # fmt: skip
+
+
 def _morea(config_space: dict[str, Any], epochs: int, seed: int) -> Any:
     from syne_tune.optimizer.schedulers.multiobjective import MultiObjectiveRegularizedEvolution
     from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
@@ -150,7 +170,11 @@ def _morea(config_space: dict[str, Any], epochs: int, seed: int) -> Any:
                                    random_seed=seed)  # fmt: skip
 
 
-METHODS: dict[str, Callable[[dict[str, Any], int, int], Any]] = {"moasha": _moasha, "morea": _morea}
+METHODS: dict[str, Callable[[dict[str, Any], int, int], Any]] = {
+    "moasha": _moasha,
+    "moasha_ranked": _moasha_ranked,
+    "morea": _morea,
+}
 
 
 @contextlib.contextmanager
@@ -221,6 +245,7 @@ def simulate_syne_tune(
 
 STRATEGIES: dict[str, Callable[..., list[tabular.Event]]] = {  # name: simulate(space, table, *, workers, …)
     "syne_tune_moasha": partial(simulate_syne_tune, "moasha"),
+    "syne_tune_moasha_ranked": partial(simulate_syne_tune, "moasha_ranked"),
     "syne_tune_morea": partial(simulate_syne_tune, "morea"),
 }
 

@@ -105,3 +105,14 @@ def test_a_table_that_lacks_a_network_of_the_space_is_refused(twelve):
     with pytest.raises(KeyError, match=r"networks of the space not in the table: 1 \(first: "):
         peers.simulate_syne_tune("moasha", space, partial, workers=1, seed=0, horizon=10, input_shape=SHAPE,
                                  num_classes=10)  # fmt: skip
+
+
+def test_the_ranked_priority_lets_a_newcomer_that_dominates_every_trial_go_on():
+    """Syne Tune's rung reads one priority per trial; the ranked sort gives it that (see peers.py)."""
+    from syne_tune.optimizer.schedulers.asha import Bracket
+
+    bracket = Bracket(1, 9, 3, 0, peers._ranked_priority())
+    for trial, value in enumerate([0.5, 0.6, 0.7]):
+        bracket.on_result(trial, 1, {"error": value, "size": value})
+    assert bracket.on_result(3, 1, {"error": 0.1, "size": 0.1}) == "CONTINUE"
+    assert bracket.on_result(4, 1, {"error": 0.9, "size": 0.9}) == "STOP"
