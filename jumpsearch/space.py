@@ -53,7 +53,7 @@ class _Refused(Exception):
     """A file the loader will not read (a duplicate key, too many values): the message says where."""
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """YAML as people write numbers: ``1e-4`` is a float (YAML 1.1 wants ``1.0e-4`` and reads a string).
     A key given twice in one mapping is refused (YAML would keep the last one silently)."""
 

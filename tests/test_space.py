@@ -1,5 +1,9 @@
+import copy
+import functools
+
 import optuna
 import pytest
+import yaml
 
 from conftest import ROOT
 from jumpsearch import ConfigError, canonical_config
@@ -224,3 +228,150 @@ def test_a_resumed_space_is_compared_with_the_stored_one(write_space, edit, brea
         assert any(breaking in change for change in found_breaking), found_breaking
     else:
         assert not found_breaking and any(noted in change for change in found_noted), found_noted
+
+
+WRONG_SHAPES = (["x", 1], {"a": 1}, 7, 0.5, "word", None, True)
+OPTION_KEYS = ("int", "float", "choice", "step", "log", "per_group")  # an entry's options: errors name the entry
+
+
+def _paths(value, path=()):
+    """The path of every value of a parsed file, mapping keys and list indices alike."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        yield (*path, key)
+        yield from _paths(item, (*path, key))
+
+
+@pytest.mark.parametrize("name", ["digits", "cifar", "fashion_mnist", "ablation"])
+def test_any_value_of_a_shipped_space_given_a_wrong_shape_loads_or_names_its_key(tmp_path, name):
+    raw = yaml.safe_load((ROOT / "search_spaces" / f"{name}.yaml").read_text())
+    refused = 0
+    for path in _paths(raw):
+        named = ".".join(k for k in path if isinstance(k, str) and k not in OPTION_KEYS)
+        for wrong in WRONG_SHAPES:
+            edited = copy.deepcopy(raw)
+            parent = functools.reduce(lambda v, k: v[k], path[:-1], edited)
+            parent[path[-1]] = wrong
+            file = tmp_path / f"{name}.yaml"
+            file.write_text(yaml.safe_dump(edited))
+            try:
+                load_space(file)
+            except ConfigError as e:
+                refused += 1
+                message = str(e)
+                assert message.startswith(str(file)) and named in message and "\n" not in message, (path, wrong)
+    assert refused > 100  # most wrong shapes are refused; the rest are values the key accepts
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sampler: [random]\n", r"sampler: expected a name or a mapping with name, got \['random'\]"),
+        ("sampler: {name: [tpe]}\n", r"sampler.name: unknown sampler \['tpe'\]"),
+        ("sampler: {name: tpe, n_startup_trials: [8]}\n", r"sampler.n_startup_trials: expected int, got \[8\]"),
+        ("sampler: {name: tpe, multivariate: 1}\n", "sampler.multivariate: expected None or bool, got 1"),
+        ("sampler: {name: tpe, gamma: 0.1}\n", "sampler.gamma: takes a Python object"),
+        ("sampler: {name: nsga2, population_size: 1}\n", "sampler: nsga2 refuses its options"),
+        ("model: {family: [jumpnet]}\n", r"model.family: unknown family \['jumpnet'\]"),
+        ("model: {family: {choice: [jumpnet, {a: 1}]}}\n", r"model.family: unknown family \{'a': 1\}"),
+        ("objectives: [accuracy, [params]]\n", r"objectives: .*got \['accuracy', \['params'\]\]"),
+        ("training: [epochs]\n", r"training: expected a mapping, got \['epochs'\]"),
+        ("training: false\n", "training: expected a mapping, got False"),
+        ("model: {family: {choice: [jumpnet, resnet_v2]}, jumpnet: 3}\n", "model.jumpnet: expected a mapping, got 3"),
+        ("schedule: [asha]\n", r"schedule: expected a mapping, got \['asha'\]"),
+        ("constraints: {max_params: true}\n", "constraints.max_params: expected a count .*got True"),
+        ("constraints: {max_params: 0.4}\n", "constraints.max_params: expected a count .*got 0.4"),
+        ("model: {growth_rate: 2020-01-01}\n", r"model.growth_rate: expected a number, .*datetime.date\(2020, 1, 1\)"),
+        ("model: {1: 2}\n", "model: the key 1 is not a name"),
+        ("training: {epochs: {int: [1, 3], step: [1]}}\n", r"training.epochs.step: expected a positive int step"),
+        ("seed: [1]\n", r"seed: expected a non-negative integer, got \[1\]"),
+        ("model: {groups: 2, blocks_per_group: {choice: [[1, 2]], per_group: true}}\n", "give numbers, not lists"),
+    ],
+)
+def test_wrongly_shaped_values_are_refused_naming_the_key(write_space, text, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        load_space(write_space(text))
+    assert "space.yaml: " in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_key_given_twice_is_refused_with_its_line(write_space):
+    text = "name: x\ntraining:\n  batch_size: 8\n  batch_size: 32\n"
+    with pytest.raises(ConfigError, match=r"space.yaml: line 4: duplicate key 'batch_size' \(first given at line 3\)"):
+        load_space(write_space(text))
+    merged = "defaults: &d {batch_size: 8}\n"  # a merge key overrides on purpose: not a duplicate
+    with pytest.raises(ConfigError, match="defaults: unknown key"):
+        load_space(write_space(merged + "training: {<<: *d, batch_size: 32}\n"))
+
+
+LAUGHS = b"a: &a [1, 1, 1, 1, 1, 1, 1, 1]\n" + b"".join(
+    f"{b}: &{b} [{', '.join(['*' + a] * 8)}]\n".encode() for a, b in zip("abcd", "bcde", strict=True)
+)  # 8**5 values from 60 bytes
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"name: x\nseed: \x80\x81\n", r"cannot read the space file: not UTF-8 text \(byte 0x80 at offset 14\)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", r"not UTF-8 text \(byte 0x89 at offset 0\)"),
+        (b"x: '" + b"a" * (2**20) + b"'\n", "larger than 1,024 KiB"),
+        (LAUGHS, "line 4: expands to more than 10,000 values"),
+        (b"a: &a [1, *a]\n", "nested deeper than 32 levels"),
+        (b"[" * 200 + b"]" * 200, "nested deeper than 32 levels"),
+    ],
+)  # fmt: skip
+def test_files_that_are_not_a_space_are_refused_in_one_line(tmp_path, content, message):
+    path = tmp_path / "space.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as error:
+        load_space(path)
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+def test_values_echoed_in_errors_are_cut_short(write_space):
+    long = ", ".join(str(i) for i in range(2000))
+    with pytest.raises(ConfigError) as error:
+        load_space(write_space(f"model: {{stem_filters: {{choice: [[{long}], [{long}]]}}, stem: shared}}\n"))
+    assert "stem_filters" in str(error.value) and len(str(error.value)) < 300
+    with pytest.raises(ConfigError) as error:
+        load_space(write_space(f"name: [{long}]\n"))
+    assert len(str(error.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("groups: {int: [1, 2]}, blocks_per_group: {choice: [2, [1, 1, 1]]}",
+         r"model.blocks_per_group: \[1, 1, 1\] makes 3 groups, but model.groups is int \[1, 2\]"),
+        ("groups: {choice: [1, 3]}, blocks_per_group: [1, 1]",
+         r"model.blocks_per_group: \[1, 1\] makes 2 groups, but model.groups is choice \[1, 3\]"),
+        ("groups: {int: [1, 3]}, blocks_per_group: {choice: [[1, 1], [2, 2, 2]]}",
+         "model.groups: searched, but every value of model.blocks_per_group is a list"),
+        ("family: densenet_bc, groups: 2, layers_per_block: {choice: [3, [2, 2, 2]]}",
+         r"model.layers_per_block: \[2, 2, 2\] makes 3 groups, but model.groups is 2"),
+    ],
+)  # fmt: skip
+def test_lists_that_contradict_the_groups_are_refused_naming_both_keys(write_space, model, message):
+    with pytest.raises(ConfigError, match=message):
+        load_space(write_space(f"model: {{{model}}}\n"))
+
+
+def test_groups_is_drawn_only_when_a_number_leaves_it_open(write_space):
+    space = load_space(write_space("model: {groups: {int: [1, 3]}, blocks_per_group: {choice: [2, [1, 2, 1]]}}\n"))
+    study = optuna.create_study(directions=space.directions)
+    study.enqueue_trial({"blocks_per_group": "[1, 2, 1]", "groups": 1})
+    study.enqueue_trial({"blocks_per_group": "2", "groups": 2})
+    listed, number = study.ask(), study.ask()
+    assert space.suggest(listed, (8, 8, 1), 10).model.blocks_per_group == (1, 2, 1)
+    assert "groups" not in listed.params  # the list's length decided it: nothing for the sampler to learn
+    assert space.suggest(number, (8, 8, 1), 10).model.blocks_per_group == (2, 2)
+    assert number.params["groups"] == 2
+
+
+def test_a_family_of_an_ablation_stores_and_resumes_against_its_own_sub_space():
+    from jumpsearch.space import space_changes, space_from_dict
+
+    space = load_space(ROOT / "search_spaces" / "ablation.yaml")
+    for family in space.families:
+        alone = space.for_family(family)
+        assert alone.raw["model"]["family"] == family and alone.raw["name"] == alone.name
+        assert space_changes(space_from_dict(alone.raw, "stored"), alone) == ([], [])
