@@ -314,7 +314,7 @@ LAUGHS = b"a: &a [1, 1, 1, 1, 1, 1, 1, 1]\n" + b"".join(
         (b"name: x\nseed: \x80\x81\n", r"cannot read the space file: not UTF-8 text \(byte 0x80 at offset 14\)"),
         (b"\x89PNG\r\n\x1a\n\x00\x00", r"not UTF-8 text \(byte 0x89 at offset 0\)"),
         (b"x: '" + b"a" * (2**20) + b"'\n", "larger than 1,024 KiB"),
-        (LAUGHS, "line 4: expands to more than 10,000 values"),
+        (LAUGHS, "line 5: expands to more than 10,000 values"),
         (b"a: &a [1, *a]\n", "nested deeper than 32 levels"),
         (b"[" * 200 + b"]" * 200, "nested deeper than 32 levels"),
     ],
