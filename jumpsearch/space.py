@@ -41,6 +41,7 @@ TOP_LEVEL = (
 )  # fmt: skip
 SET_BY_DATA = ("input_shape", "num_classes")
 DEFAULT_GROUPS = 3
+MAX_SEED = 2**32 - 1  # what NumPy and every backend accept
 OPTION_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}  # a sampler option's, by name
 
 
@@ -686,10 +687,10 @@ def space_from_dict(raw: Any, source: str = "<space>") -> SearchSpace:
             f"got {echo(objectives)}"
         )
     seed, trials = raw.get("seed", 0), raw.get("trials", 20)
-    for key, value in (("seed", seed), ("trials", trials)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
-            kind = "non-negative" if key == "seed" else "positive"
-            raise ConfigError(f"{source}: {key}: expected a {kind} integer, got {echo(value)}")
+    for key, value, least, most in (("seed", seed, 0, MAX_SEED), ("trials", trials, 1, None)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least or value > (most or value):
+            says = f"an integer from {least} to {most}" if most else "a positive integer"
+            raise ConfigError(f"{source}: {key}: expected {says}, got {echo(value)}")
     try:
         schedule = Schedule.from_dict(raw.get("schedule"))
     except ConfigError as e:

@@ -284,7 +284,9 @@ def test_any_value_of_a_shipped_space_given_a_wrong_shape_loads_or_names_its_key
         ("model: {growth_rate: 2020-01-01}\n", r"model.growth_rate: expected a number, .*datetime.date\(2020, 1, 1\)"),
         ("model: {1: 2}\n", "model: the key 1 is not a name"),
         ("training: {epochs: {int: [1, 3], step: [1]}}\n", r"training.epochs.step: expected a positive int step"),
-        ("seed: [1]\n", r"seed: expected a non-negative integer, got \[1\]"),
+        ("seed: [1]\n", r"seed: expected an integer from 0 to 4294967295, got \[1\]"),
+        ("seed: 4294967296\n", r"seed: expected an integer from 0 to 4294967295, got 4294967296"),
+        ("trials: 2.0\n", r"trials: expected a positive integer, got 2.0"),
         ("model: {groups: 2, blocks_per_group: {choice: [[1, 2]], per_group: true}}\n", "give numbers, not lists"),
     ],
 )
