@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from jumpsearch.config import echo
 from jumpsearch.errors import Interrupted, JumpsearchError, raise_interrupted
 
 logger = logging.getLogger("jumpsearch.cli")
@@ -46,7 +47,7 @@ def _at_least(text: str, least: int, most: int | None = None) -> int:
             says = f"an integer from {least} to {most}"
         else:
             says = "a positive integer" if least == 1 else "a non-negative integer"
-        raise argparse.ArgumentTypeError(f"expected {says}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {says}, got {echo(text)}")
     return value
 
 
@@ -75,7 +76,7 @@ def _seconds(text: str) -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {echo(text)}")
     return value
 
 
@@ -95,7 +96,7 @@ def _budgets(text: str) -> list[int]:
     try:
         return [_budget(part) for part in text.split(",")]
     except argparse.ArgumentTypeError as e:
-        raise argparse.ArgumentTypeError(f"{e} in {text!r}") from None
+        raise argparse.ArgumentTypeError(f"{e} in {echo(text)}") from None
 
 
 def _as_flags(message: str, args: argparse.Namespace) -> str:
@@ -118,7 +119,7 @@ def _check_backend() -> None:
     name = os.environ.get("KERAS_BACKEND")
     if name is not None and name not in GPUS:
         raise JumpsearchError(
-            f"KERAS_BACKEND {name!r}: not a backend jumpsearch trains with (known: {', '.join(GPUS)})"
+            f"KERAS_BACKEND {echo(name)}: not a backend jumpsearch trains with (known: {', '.join(GPUS)})"
         )
 
 

@@ -34,11 +34,15 @@ _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, ECHOED, ECHOED
 
 
+def clip(text: str) -> str:
+    """Text an error message shows back, cut to ECHOED characters."""
+    return text if len(text) <= ECHOED else text[: ECHOED - 3] + "..."
+
+
 def echo(value: Any) -> str:
     """A value as an error message shows it back: its repr, cut short (a file may hold huge structures,
     and one line must stay one readable line)."""
-    text = _REPR.repr(value)
-    return text if len(text) <= ECHOED else text[: ECHOED - 3] + "..."
+    return clip(_REPR.repr(value))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jumpsearch.config import DataConfig
+from jumpsearch.config import DataConfig, clip
 from jumpsearch.errors import JumpsearchError
 
 CIFAR_ORIGINS = {
@@ -153,7 +153,7 @@ def load_cifar_folder(name: str, folder: str | Path) -> tuple[np.ndarray, ...]:
         parts = [_read_cifar_batch(folder / f, label_key) for f in train_files]
         x_test, y_test = _read_cifar_batch(folder / test_file, label_key)
     except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
-        raise JumpsearchError(f"{folder}: cannot read the {name} batches ({e!r})") from None
+        raise JumpsearchError(f"{folder}: cannot read the {name} batches ({clip(repr(e))})") from None
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
     return _images(x_train), _images(x_test, name="x_test"), _labels(y_train), _labels(y_test, name="y_test")

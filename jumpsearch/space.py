@@ -28,7 +28,7 @@ import optuna
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from jumpsearch.config import FAMILIES, Candidate, DataConfig, ModelConfig, TrainingConfig, echo, family_names
+from jumpsearch.config import FAMILIES, Candidate, DataConfig, ModelConfig, TrainingConfig, clip, echo, family_names
 from jumpsearch.counting import count, training_memory
 from jumpsearch.device import memory_budget
 from jumpsearch.errors import ConfigError
@@ -192,9 +192,9 @@ class Param:
 
     def describe(self) -> str:
         if self.kind == "fixed":
-            return json.dumps(self.values[0])
+            return clip(json.dumps(self.values[0]))
         if self.kind == "choice":
-            return f"choice {json.dumps(list(self.values))}"
+            return f"choice {clip(json.dumps(list(self.values)))}"
         extra = "".join([", log" if self.log else "", f", step {self.step}" if self.step else ""])
         return f"{self.kind} [{self.values[0]}, {self.values[1]}]{extra}"
 
@@ -738,34 +738,42 @@ def space_changes(stored: SearchSpace, new: SearchSpace) -> tuple[list[str], lis
     if stored.objectives != new.objectives:
         breaking.append(f"objectives {list(stored.objectives)} -> {list(new.objectives)}")
     if stored.data != new.data:
-        breaking.append(f"data {stored.data.to_dict()} -> {new.data.to_dict()}")
+        breaking.append(f"data {echo(stored.data.to_dict())} -> {echo(new.data.to_dict())}")
     if stored.families != new.families:
         breaking.append(f"model.family {list(stored.families)} -> {list(new.families)}")
     old_d, new_d = stored.distributions(), new.distributions()
+    ranges: list[str] = []
     for name in sorted(set(old_d) & set(new_d)):
         before, after = old_d[name], new_d[name]
         if before == after:
             continue
         same_kind = type(before) is type(after) and not isinstance(before, CategoricalDistribution)
         if same_kind and (before.log, before.step) == (after.log, after.step):  # type: ignore[attr-defined]
-            noted.append(f"{name} range [{before.low}, {before.high}] -> [{after.low}, {after.high}]")  # type: ignore[attr-defined]
+            ranges.append(f"{name} range [{before.low}, {before.high}] -> [{after.low}, {after.high}]")  # type: ignore[attr-defined]
         else:
             breaking.append(f"{name} {_shown(before)} -> {_shown(after)}")
     for name in sorted(set(old_d) ^ set(new_d)):
-        noted.append(f"{name} {'now searched' if name in new_d else 'no longer searched'}")
+        ranges.append(f"{name} {'now searched' if name in new_d else 'no longer searched'}")
+    if ranges and new.sampler["name"] == "qmc":
+        # Optuna's QMCSampler draws from the distributions of the study's first trial, forever.
+        breaking += [
+            f"{change} (qmc draws from the first trial's ranges: the edit would not take effect)" for change in ranges
+        ]
+    else:
+        noted += ranges
     old_fixed, new_fixed = stored.fixed_values(), new.fixed_values()
     for name in sorted(set(old_fixed) & set(new_fixed)):
         if old_fixed[name] != new_fixed[name]:
-            noted.append(f"{name} {json.dumps(old_fixed[name])} -> {json.dumps(new_fixed[name])}")
+            noted.append(f"{name} {clip(json.dumps(old_fixed[name]))} -> {clip(json.dumps(new_fixed[name]))}")
     for key in ("constraints", "sampler", "schedule", "trials", "seed"):
         if stored.raw.get(key) != new.raw.get(key):
-            noted.append(f"{key} {json.dumps(stored.raw.get(key))} -> {json.dumps(new.raw.get(key))}")
+            noted.append(f"{key} {clip(json.dumps(stored.raw.get(key)))} -> {clip(json.dumps(new.raw.get(key)))}")
     return breaking, noted
 
 
 def _shown(distribution: BaseDistribution) -> str:
     if isinstance(distribution, CategoricalDistribution):
-        return f"choice {list(distribution.choices)}"
+        return f"choice {echo(list(distribution.choices))}"
     kind = "int" if isinstance(distribution, IntDistribution) else "float"
     d: Any = distribution
     return f"{kind} [{d.low}, {d.high}]" + (", log" if d.log else "") + (f", step {d.step}" if d.step else "")

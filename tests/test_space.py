@@ -377,3 +377,22 @@ def test_a_family_of_an_ablation_stores_and_resumes_against_its_own_sub_space():
         alone = space.for_family(family)
         assert alone.raw["model"]["family"] == family and alone.raw["name"] == alone.name
         assert space_changes(space_from_dict(alone.raw, "stored"), alone) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("model", "breaking"),
+    [
+        ("{base_filters: {int: [8, 32]}, growth_rate: {float: [1.0, 2.0]}}", "base_filters range [8, 16] -> [8, 32]"),
+        ("{base_filters: {int: [8, 16]}, growth_rate: 1.5}", "growth_rate no longer searched"),
+    ],
+)
+def test_a_range_edit_under_qmc_is_refused_since_it_would_not_take_effect(write_space, model, breaking):
+    from jumpsearch.space import space_changes
+
+    stored = load_space(
+        write_space("sampler: qmc\nmodel: {base_filters: {int: [8, 16]}, growth_rate: {float: [1.0, 2.0]}}\n")
+    )
+    found, noted = space_changes(stored, load_space(write_space(f"sampler: qmc\nmodel: {model}\n")))
+    assert any(c.startswith(breaking) and "qmc draws from the first trial's ranges" in c for c in found), found
+    tpe = load_space(write_space(f"sampler: tpe\nmodel: {model}\n"))
+    assert any(c.startswith(breaking) for c in space_changes(stored, tpe)[1])  # TPE reads each trial's own range
