@@ -27,6 +27,7 @@ from typing import Any
 import optuna
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial
 
 from jumpsearch.config import FAMILIES, Candidate, DataConfig, ModelConfig, TrainingConfig, clip, echo, family_names
 from jumpsearch.counting import count, training_memory
@@ -189,6 +190,21 @@ class Param:
         if self.scalar_choices:
             return trial.suggest_categorical(name, list(self.values))
         return json.loads(trial.suggest_categorical(name, [json.dumps(v) for v in self.values]))
+
+    def admits(self, value: Any) -> bool:
+        """Whether the entry can give ``value`` (a configuration's value, lists as lists)."""
+        if self.kind in ("int", "float"):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return number and self.values[0] <= value <= self.values[1]
+        return value in self.values
+
+    def admits_groups(self, value: list[Any]) -> bool:
+        """Whether the per-group entry can give ``value``, one element per group."""
+        if value in [v for v in self.values if isinstance(v, list)]:
+            return True
+        if self.per_group:
+            return all(self.admits(v) for v in value)
+        return len(set(value)) == 1 and self.admits(value[0])
 
     def describe(self) -> str:
         if self.kind == "fixed":
@@ -368,6 +384,36 @@ class SearchSpace:
         }
         fixed.update({f"training.{name}": p.values[0] for name, p in self.training.items() if p.kind == "fixed"})
         return fixed
+
+    def outside(self, trial: FrozenTrial) -> str | None:
+        """Why a trained trial is not a point of this space, or None. After a compatible edit on resume (a
+        narrower range, another fixed value or recipe, a lower limit), the study's earlier trials may lie
+        outside the space as it now is: what ranks them beside the new ones must leave them out."""
+        config = trial.user_attrs.get("config") or {}
+        model, training = config.get("model") or {}, config.get("training") or {}
+        family = model.get("family")
+        if family not in self.model:
+            return f"model.family {echo(family)} is no longer searched"
+        per_group = FAMILIES[family].per_group
+        checks = [(f"training.{key}", param, training.get(key)) for key, param in self.training.items()]
+        for key, param in self.model[family].items():
+            value = len(model.get(per_group) or ()) if key == "groups" else model.get(key)
+            if key == per_group and not (isinstance(value, list) and param.admits_groups(value)):
+                return f"model.{key} {echo(value)} is outside {param.describe()}"
+            if key != per_group:
+                checks.append((f"model.{key}", param, value))
+        for where, param, value in checks:
+            if not param.admits(value):
+                return f"{where} {echo(value)} is outside {param.describe()}"
+        measured = {"max_params": trial.user_attrs.get("params"), "max_flops": trial.user_attrs.get("flops")}
+        if self.constraints.max_memory is not None:  # only a limit the space sets: not this machine's memory
+            measured["max_memory"] = training_memory(Candidate.from_dict(config))
+        for key, value in measured.items():
+            limit = getattr(self.constraints, key)
+            if limit is not None and value is not None and value > limit:
+                unit, shown = Constraints.MEASURES[key][0], Constraints.shown
+                return f"{shown(key, value)} {unit} exceed {key} {shown(key, limit)}"
+        return None
 
     def suggest(self, trial: Any, input_shape: tuple[int, int, int], num_classes: int) -> Candidate:
         """Sample one candidate (``trial``: an Optuna trial, or a FixedTrial); its model takes input shape

@@ -1,5 +1,6 @@
 import copy
 import functools
+import re
 
 import optuna
 import pytest
@@ -396,3 +397,33 @@ def test_a_range_edit_under_qmc_is_refused_since_it_would_not_take_effect(write_
     assert any(c.startswith(breaking) and "qmc draws from the first trial's ranges" in c for c in found), found
     tpe = load_space(write_space(f"sampler: tpe\nmodel: {model}\n"))
     assert any(c.startswith(breaking) for c in space_changes(stored, tpe)[1])  # TPE reads each trial's own range
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        ("", None),
+        ("model: {groups: {int: [1, 3]}, blocks_per_group: 1, base_filters: {choice: [8, 16, 24]}}\n", None),
+        ("model: {groups: {int: [1, 2]}, blocks_per_group: 1, base_filters: 8}\n", "model.base_filters 16 is outsi"),
+        ("model: {groups: 1, blocks_per_group: 1, base_filters: {choice: [8, 16]}}\n", "model.groups 2 is outside 1"),
+        ("model: {groups: {int: [1, 2]}, blocks_per_group: {int: [2, 3]}, base_filters: {choice: [8, 16]}}\n",
+         r"model.blocks_per_group \[1, 1\] is outside int \[2, 3\]"),
+        ("training: {epochs: 2, learning_rate: 0.01}\n", "training.epochs 1 is outside 2"),
+        ("training: {epochs: 1, learning_rate: {float: [0.02, 0.1]}}\n", r"training.learning_rate 0.01 is outside"),
+        ("constraints: {max_params: 2k}\n", "5,000 params exceed max_params 2,000"),
+    ],
+)  # fmt: skip
+def test_a_trial_outside_the_space_as_edited_is_named_with_its_reason(write_space, edit, reason):
+    base = "model: {groups: {int: [1, 2]}, blocks_per_group: 1, base_filters: {choice: [8, 16]}}\n"
+    base += "training: {epochs: 1, learning_rate: 0.01}\n"
+    stored = load_space(write_space(base))
+    study = optuna.create_study(directions=stored.directions)
+    study.enqueue_trial({"groups": 2, "base_filters": 16})
+    trial = study.ask()
+    trial.set_user_attr("config", stored.suggest(trial, (8, 8, 1), 10).to_dict())
+    trial.set_user_attr("params", 5_000)
+    study.tell(trial, [0.5, 5_000])
+    keys = {line.split(":")[0] for line in edit.splitlines()}
+    edited = "".join([line for line in base.splitlines(keepends=True) if line.split(":")[0] not in keys] + [edit])
+    found = load_space(write_space(edited)).outside(study.trials[0])
+    assert (found is None) if reason is None else re.search(reason, found), found
