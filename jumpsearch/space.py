@@ -253,7 +253,15 @@ def _param(raw: Any, where: str) -> Param:
         raise ConfigError(f"{where}.step: expected a positive {kind} step without log, got {echo(step)}")
     if kind == "float":
         low, high = float(low), float(high)
-    return Param(kind, (low, high), log=log, step=step, per_group=per_group)
+    param = Param(kind, (low, high), log=log, step=step, per_group=per_group)
+    with warnings.catch_warnings():  # Optuna warns, then moves the high end to the last step under it
+        warnings.simplefilter("ignore")
+        ends = param.distribution()
+    if (ends.low, ends.high) != (low, high):  # type: ignore[union-attr]
+        raise ConfigError(
+            f"{where}.step: {step} does not divide the range [{low}, {high}] (it would end at {ends.high})"  # type: ignore[union-attr]
+        )
+    return param
 
 
 def _check_values(cls: type, key: str, param: Param, where: str, per_group: bool = False) -> None:

@@ -285,6 +285,8 @@ def test_any_value_of_a_shipped_space_given_a_wrong_shape_loads_or_names_its_key
         ("model: {growth_rate: 2020-01-01}\n", r"model.growth_rate: expected a number, .*datetime.date\(2020, 1, 1\)"),
         ("model: {1: 2}\n", "model: the key 1 is not a name"),
         ("training: {epochs: {int: [1, 3], step: [1]}}\n", r"training.epochs.step: expected a positive int step"),
+        ("training: {epochs: {int: [1, 6], step: 2}}\n", r"training.epochs.step: 2 does not divide the range \[1, 6\]"),
+        ("model: {jump_width: {float: [0.1, 1], step: 0.2}}\n", r"jump_width.step: 0.2 does not divide .*end at 0.9"),
         ("seed: [1]\n", r"seed: expected an integer from 0 to 4294967295, got \[1\]"),
         ("seed: 4294967296\n", r"seed: expected an integer from 0 to 4294967295, got 4294967296"),
         ("trials: 2.0\n", r"trials: expected a positive integer, got 2.0"),
