@@ -796,7 +796,7 @@ def space_changes(stored: SearchSpace, new: SearchSpace) -> tuple[list[str], lis
     if stored.families != new.families:
         breaking.append(f"model.family {list(stored.families)} -> {list(new.families)}")
     old_d, new_d = stored.distributions(), new.distributions()
-    ranges: list[str] = []
+    ranges: list[str] = []  # what a sampler that models parameters jointly would not follow
     for name in sorted(set(old_d) & set(new_d)):
         before, after = old_d[name], new_d[name]
         if before == after:
@@ -806,13 +806,11 @@ def space_changes(stored: SearchSpace, new: SearchSpace) -> tuple[list[str], lis
             ranges.append(f"{name} range [{before.low}, {before.high}] -> [{after.low}, {after.high}]")  # type: ignore[attr-defined]
         else:
             breaking.append(f"{name} {_shown(before)} -> {_shown(after)}")
-    for name in sorted(set(old_d) ^ set(new_d)):
-        ranges.append(f"{name} {'now searched' if name in new_d else 'no longer searched'}")
-    if ranges and new.sampler["name"] == "qmc":
-        # Optuna's QMCSampler draws from the distributions of the study's first trial, forever.
-        breaking += [
-            f"{change} (qmc draws from the first trial's ranges: the edit would not take effect)" for change in ranges
-        ]
+    ranges += [f"{name} now searched" for name in sorted(set(new_d) - set(old_d))]
+    noted += [f"{name} no longer searched" for name in sorted(set(old_d) - set(new_d))]
+    joint = _joint_sampling(new.sampler)
+    if joint:
+        breaking += [f"{change} ({joint})" for change in ranges]
     else:
         noted += ranges
     old_fixed, new_fixed = stored.fixed_values(), new.fixed_values()
@@ -823,6 +821,17 @@ def space_changes(stored: SearchSpace, new: SearchSpace) -> tuple[list[str], lis
         if stored.raw.get(key) != new.raw.get(key):
             noted.append(f"{key} {clip(json.dumps(stored.raw.get(key)))} -> {clip(json.dumps(new.raw.get(key)))}")
     return breaking, noted
+
+
+def _joint_sampling(sampler: dict[str, Any]) -> str | None:
+    """Why the sampler would not follow an edited or added range (None for one that would): Optuna's
+    QMCSampler draws from its first trial's distributions, and NSGA-II and multivariate TPE model only
+    the parameters whose distribution every trial shares (the others are drawn apart: NSGA-II at random)."""
+    if sampler["name"] == "qmc":
+        return "qmc draws from its first trial's ranges: the edit would not take effect"
+    if sampler["name"] == "nsga2" or sampler.get("multivariate"):
+        return f"{sampler['name']} would no longer model it with the other parameters"
+    return None
 
 
 def _shown(distribution: BaseDistribution) -> str:

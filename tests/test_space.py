@@ -383,22 +383,29 @@ def test_a_family_of_an_ablation_stores_and_resumes_against_its_own_sub_space():
 
 
 @pytest.mark.parametrize(
-    ("model", "breaking"),
+    ("sampler", "model", "breaking"),
     [
-        ("{base_filters: {int: [8, 32]}, growth_rate: {float: [1.0, 2.0]}}", "base_filters range [8, 16] -> [8, 32]"),
-        ("{base_filters: {int: [8, 16]}, growth_rate: 1.5}", "growth_rate no longer searched"),
+        ("qmc", "{base_filters: {int: [8, 32]}, growth_rate: {float: [1.0, 2.0]}}",
+         "base_filters range [8, 16] -> [8, 32] (qmc draws from its first trial's ranges"),
+        ("qmc", "{base_filters: {int: [8, 16]}, growth_rate: {float: [1.0, 2.0]}, jump_width: {float: [0.5, 1.0]}}",
+         "jump_width now searched (qmc draws"),
+        ("nsga2", "{base_filters: {int: [8, 16]}, growth_rate: {float: [1.0, 3.0]}}",
+         "growth_rate range [1.0, 2.0] -> [1.0, 3.0] (nsga2 would no longer model it with the other parameters)"),
+        ("{name: tpe, multivariate: true}", "{base_filters: {int: [4, 16]}, growth_rate: {float: [1.0, 2.0]}}",
+         "base_filters range [8, 16] -> [4, 16] (tpe would no longer model it"),
     ],
-)
-def test_a_range_edit_under_qmc_is_refused_since_it_would_not_take_effect(write_space, model, breaking):
+)  # fmt: skip
+def test_a_range_edit_a_joint_sampler_would_not_follow_is_refused(write_space, sampler, model, breaking):
     from jumpsearch.space import space_changes
 
-    stored = load_space(
-        write_space("sampler: qmc\nmodel: {base_filters: {int: [8, 16]}, growth_rate: {float: [1.0, 2.0]}}\n")
-    )
-    found, noted = space_changes(stored, load_space(write_space(f"sampler: qmc\nmodel: {model}\n")))
-    assert any(c.startswith(breaking) and "qmc draws from the first trial's ranges" in c for c in found), found
+    stored = "model: {base_filters: {int: [8, 16]}, growth_rate: {float: [1.0, 2.0]}}\n"
+    stored = load_space(write_space(f"sampler: {sampler}\n{stored}"))
+    found, noted = space_changes(stored, load_space(write_space(f"sampler: {sampler}\nmodel: {model}\n")))
+    assert any(c.startswith(breaking) for c in found), found
     tpe = load_space(write_space(f"sampler: tpe\nmodel: {model}\n"))
-    assert any(c.startswith(breaking) for c in space_changes(stored, tpe)[1])  # TPE reads each trial's own range
+    assert any(breaking.startswith(c) for c in space_changes(stored, tpe)[1])  # TPE reads each trial's own range
+    narrower = load_space(write_space(f"sampler: {sampler}\nmodel: {{base_filters: {{int: [8, 16]}}}}\n"))
+    assert space_changes(stored, narrower) == ([], ["growth_rate no longer searched"])  # harmless to every sampler
 
 
 @pytest.mark.parametrize(
