@@ -109,7 +109,7 @@ def _as_flags(message: str, args: argparse.Namespace) -> str:
             return match.group(0)
         return f"{'-' if len(name) == 1 else '--'}{name.replace('_', '-')} "
 
-    return re.sub(r"(?<![\w.-])([a-z][a-z_]*)=", flag, message)
+    return re.sub(r"(?<![^\s(])([a-z][a-z_]*)=", flag, message)  # a word of its own: not inside a URL
 
 
 def _check_backend() -> None:

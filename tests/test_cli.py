@@ -55,8 +55,8 @@ def test_numbers_against_their_meaning_are_refused_in_one_line(capsys, argv, opt
 
 
 def test_library_parameters_read_as_the_options_that_set_them():
-    args = argparse.Namespace(seeds=2, data_dir=None, out="models/run")
+    args = argparse.Namespace(seeds=2, data_dir=None, out="models/run", timeout=None)
     assert _as_flags("seeds=0: must be at least 1", args) == "--seeds 0: must be at least 1"
     assert _as_flags("pass data_dir=FOLDER (or set data.path)", args) == "pass --data-dir FOLDER (or set data.path)"
     assert _as_flags("train into another folder (out_dir=DIR)", args) == "train into another folder (--out DIR)"
-    assert _as_flags("epochs=0 and postgresql://h/db?sslmode=x", args) == "epochs=0 and postgresql://h/db?sslmode=x"
+    assert _as_flags("epochs=0 at postgresql://h/db?timeout=5", args) == "epochs=0 at postgresql://h/db?timeout=5"
