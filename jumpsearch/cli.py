@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
+import re
 import signal
 import socket
 import sys
@@ -12,11 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from jumpsearch.config import echo
 from jumpsearch.errors import Interrupted, JumpsearchError, raise_interrupted
 
 logger = logging.getLogger("jumpsearch.cli")
 
 DATA_DIR_HELP = "folder of Fashion-MNIST's four .gz files or of extracted CIFAR batches, or the .npz file"
+PARAMETERS = {"out_dir": "out"}  # a library parameter whose option has another name
 RESUME = {
     "run": "the running trial is marked failed and the study kept; run the same command to resume",
     "ablate": "the running trial is marked failed and the studies kept; run the same command to resume",
@@ -32,19 +37,90 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"jumpsearch: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive(text: str) -> int:
+def _at_least(text: str, least: int, most: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        value = least - 1
+    if value < least or (most is not None and value > most):
+        if most is not None:
+            says = f"an integer from {least} to {most}"
+        else:
+            says = "a positive integer" if least == 1 else "a non-negative integer"
+        raise argparse.ArgumentTypeError(f"expected {says}, got {echo(text)}")
     return value
+
+
+def _positive(text: str) -> int:
+    return _at_least(text, 1)
 
 
 def _count(text: str) -> int:
     """0 or a positive integer."""
-    return 0 if text.strip() == "0" else _positive(text)
+    return _at_least(text, 0)
+
+
+def _seed(text: str) -> int:
+    from jumpsearch.space import MAX_SEED
+
+    return _at_least(text, 0, MAX_SEED)
+
+
+def _port(text: str) -> int:
+    return _at_least(text, 1, 65535)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {echo(text)}")
+    return value
+
+
+def _budget(text: str) -> int:
+    """A count such as 500k (``space.parse_count``)."""
+    from jumpsearch.space import parse_count
+
+    try:
+        count = parse_count(text, "")
+    except JumpsearchError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix(": ")) from None
+    assert count is not None  # text is a string
+    return count
+
+
+def _budgets(text: str) -> list[int]:
+    try:
+        return [_budget(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e} in {echo(text)}") from None
+
+
+def _as_flags(message: str, args: argparse.Namespace) -> str:
+    """The library names its parameters (``seeds=0``, ``data_dir=FOLDER``); a command-line user reads
+    the options that set them (``--seeds 0``, ``--data-dir FOLDER``)."""
+
+    def flag(match: re.Match[str]) -> str:
+        name = PARAMETERS.get(match.group(1), match.group(1))
+        if not hasattr(args, name):
+            return match.group(0)
+        return f"{'-' if len(name) == 1 else '--'}{name.replace('_', '-')} "
+
+    return re.sub(r"(?<![^\s(])([a-z][a-z_]*)=", flag, message)  # a word of its own: not inside a URL
+
+
+def _check_backend() -> None:
+    """A backend Keras cannot import fails inside ``import keras`` (and in every worker): say so first."""
+    from jumpsearch.device import GPUS
+
+    name = os.environ.get("KERAS_BACKEND")
+    if name is not None and name not in GPUS:
+        raise JumpsearchError(
+            f"KERAS_BACKEND {echo(name)}: not a backend jumpsearch trains with (known: {', '.join(GPUS)})"
+        )
 
 
 def _search_options(args: argparse.Namespace) -> dict:
@@ -100,13 +176,12 @@ def _study_of(args: argparse.Namespace):  # -> optuna.Study
 
 def _picked(args: argparse.Namespace):  # -> list[Best]
     from jumpsearch.results import best_configs
-    from jumpsearch.space import parse_count
 
     return best_configs(
         _study_of(args),
         k=args.k,
-        max_params=parse_count(args.max_params, "--max-params"),
-        max_flops=parse_count(args.max_flops, "--max-flops"),
+        max_params=args.max_params,
+        max_flops=args.max_flops,
         pick_knee=args.knee,
         by=args.by,
     )
@@ -153,22 +228,22 @@ def _export(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from jumpsearch.config import DATASETS, DataConfig
     from jumpsearch.data import load_dataset
-    from jumpsearch.final import train_final
+    from jumpsearch.final import check_fits, train_final
     from jumpsearch.results import load_configs
 
     candidates, data_config = load_configs(args.config)
-    if not 0 <= args.index < len(candidates):
+    if args.index >= len(candidates):
         raise JumpsearchError(f"{args.config}: --index {args.index}: the file holds {len(candidates)} candidates")
     candidate = candidates[args.index]
     if args.dataset:
-        data_config = DataConfig.from_dict({"dataset": args.dataset})
+        data_config = DataConfig.from_dict({"dataset": args.dataset, "path": args.data_dir})
     if data_config is None:
         raise JumpsearchError(f"{args.config}: names no data set; pass --dataset {'|'.join(DATASETS)}")
     data = load_dataset(data_config, args.data_dir)
-    if data.input_shape != candidate.model.input_shape:
-        raise JumpsearchError(
-            f"{args.config}: the model expects {candidate.model.input_shape} inputs, {data.name} has {data.input_shape}"
-        )
+    try:
+        check_fits(candidate, data)
+    except JumpsearchError as e:
+        raise JumpsearchError(f"{args.config}: candidate {args.index}: {e}") from None
     augment = {"auto": None, "on": True, "off": False}[args.augment]
     result = train_final(candidate, data, args.out, epochs=args.epochs, augment=augment, seed=args.seed)
     test = f"{result.test_accuracy:.4f}" if result.test_accuracy is not None else "n/a (the data set has no test split)"
@@ -234,14 +309,11 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 def _ablate(args: argparse.Namespace) -> int:
     from jumpsearch.ablation import run_ablation, write_ablation
-    from jumpsearch.space import load_space, parse_count
+    from jumpsearch.space import load_space
 
     space = load_space(args.space)
-    budgets = None
-    if args.budgets:
-        budgets = [parse_count(b, "--budgets") for b in args.budgets.split(",")]
     studies = run_ablation(space, **_search_options(args))
-    table, paths = write_ablation(studies, args.out, space.name, budgets)
+    table, paths = write_ablation(studies, args.out, space.name, args.budgets)
     accuracy = {c: "{:.4f}".format for c in table.columns if "acc" in c}
     print(table.to_string(index=False, formatters=accuracy))
     for path in paths:
@@ -254,9 +326,9 @@ def _search_arguments(parser: argparse.ArgumentParser, trials_help: str) -> None
         "--space", required=True, metavar="FILE", help="search space YAML, e.g. search_spaces/digits.yaml"
     )
     parser.add_argument("--trials", type=_positive, metavar="N", help=trials_help)
-    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting new trials after this long")
+    parser.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop starting new trials after this long")
     parser.add_argument("--storage", metavar="URL", help="Optuna storage (default: sqlite:///studies/<space name>.db)")
-    parser.add_argument("--seed", type=int, metavar="N", help="sampler and training seed (default: the space's seed)")
+    parser.add_argument("--seed", type=_seed, metavar="N", help="sampler and training seed (default: the space's seed)")
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -268,10 +340,12 @@ def _study_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _pick_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-params", metavar="N", help="only models within this many params, e.g. 500k")
-    parser.add_argument("--max-flops", metavar="N", help="only models within this many FLOPs, e.g. 2M")
+    parser.add_argument(
+        "--max-params", type=_budget, metavar="N", help="only models within this many params, e.g. 500k"
+    )
+    parser.add_argument("--max-flops", type=_budget, metavar="N", help="only models within this many FLOPs, e.g. 2M")
     parser.add_argument("--knee", action="store_true", help="only the knee of the front")
-    parser.add_argument("-k", type=int, metavar="K", help="at most K, most accurate first")
+    parser.add_argument("-k", type=_positive, metavar="K", help="at most K, most accurate first")
     parser.add_argument(
         "--by", choices=("search", "confirmed"), default="search",
         help="rank by the search's accuracy (default), or by confirm's longer runs (their front)",
@@ -279,6 +353,7 @@ def _pick_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from jumpsearch.config import DATASETS
     from jumpsearch.storage import HEARTBEAT_INTERVAL
 
     parser = _Parser(
@@ -344,15 +419,15 @@ def make_parser() -> argparse.ArgumentParser:
         "Reports validation and test accuracy and saves the model in the Keras format.",
     )
     train.add_argument("config", metavar="CONFIG", help="a file written by jumpsearch export")
-    train.add_argument("--index", type=int, default=0, metavar="I", help="which candidate of the file (default: 0)")
+    train.add_argument("--index", type=_count, default=0, metavar="I", help="which candidate of the file (default: 0)")
     train.add_argument("--epochs", type=_positive, default=30, metavar="N", help="epochs (default: 30)")
     train.add_argument("--out", default="models/run", metavar="DIR", help="checkpoints, model.keras, metrics.json")
     train.add_argument(
         "--augment", choices=("auto", "on", "off"), default="auto", help="default: on for CIFAR and Fashion-MNIST"
     )
-    train.add_argument("--dataset", metavar="NAME", help="override the data set the file names")
+    train.add_argument("--dataset", choices=DATASETS, help="override the data set the file names")
     train.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
-    train.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default: 0)")
+    train.add_argument("--seed", type=_seed, default=0, metavar="N", help="seed (default: 0)")
     train.set_defaults(func=_train)
 
     confirm = commands.add_parser(
@@ -391,7 +466,7 @@ def make_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--space", metavar="FILE", help="the space file whose default storage to serve")
     dashboard.add_argument("--storage", metavar="URL", help="Optuna storage URL")
     dashboard.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
-    dashboard.add_argument("--port", type=int, default=8080, help="default: 8080")
+    dashboard.add_argument("--port", type=_port, default=8080, help="default: 8080")
     dashboard.set_defaults(func=_dashboard)
 
     ablate = commands.add_parser(
@@ -402,7 +477,10 @@ def make_parser() -> argparse.ArgumentParser:
     )
     _search_arguments(ablate, "complete trials for each family (default: the space's trials)")
     ablate.add_argument(
-        "--budgets", metavar="N,N,...", help="parameter budgets for the table, e.g. 10k,50k (default: 4, log-spaced)"
+        "--budgets",
+        type=_budgets,
+        metavar="N,N,...",
+        help="parameter budgets for the table, e.g. 10k,50k (default: 4, log-spaced)",
     )
     ablate.add_argument(
         "--out", default="studies", metavar="DIR", help="where the table, fronts and plot go (default: studies)"
@@ -421,13 +499,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, raise_interrupted)
     try:
+        if args.command in RESUME:  # the commands that train
+            _check_backend()
         return args.func(args)
     except Interrupted as e:
         hint = RESUME.get(args.command, "nothing was left half-written")
         print(f"jumpsearch: interrupted by {e.name}; {hint}.", file=sys.stderr)
         return e.exit_status
     except JumpsearchError as e:
-        print(f"jumpsearch: error: {e}", file=sys.stderr)
+        print(f"jumpsearch: error: {_as_flags(str(e), args)}", file=sys.stderr)
         return 2
     except OSError as e:  # an output file or folder that cannot be written
         where = f"{e.filename}: " if e.filename else ""

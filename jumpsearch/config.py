@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import json
 import math
+import reprlib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -27,6 +28,21 @@ import yaml
 from jumpsearch.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------- rules
+
+ECHOED = 80  # characters of a value an error message shows back
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, ECHOED, ECHOED
+
+
+def clip(text: str) -> str:
+    """Text an error message shows back, cut to ECHOED characters."""
+    return text if len(text) <= ECHOED else text[: ECHOED - 3] + "..."
+
+
+def echo(value: Any) -> str:
+    """A value as an error message shows it back: its repr, cut short (a file may hold huge structures,
+    and one line must stay one readable line)."""
+    return clip(_REPR.repr(value))
 
 
 @dataclass(frozen=True)
@@ -65,7 +81,7 @@ def coerce_value(name: str, hint: Any, value: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        error = ConfigError(f"{name}: unexpected value {value!r}")
+        error = ConfigError(f"{name}: unexpected value {echo(value)}")
         for alternative in (a for a in args if a is not type(None)):
             try:
                 return coerce_value(name, alternative, value)
@@ -74,7 +90,7 @@ def coerce_value(name: str, hint: Any, value: Any) -> Any:
         raise error
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name}: expected a list, got {value!r}")
+            raise ConfigError(f"{name}: expected a list, got {echo(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(coerce_value(name, args[0], v) for v in value)
         if len(value) != len(args):
@@ -82,21 +98,21 @@ def coerce_value(name: str, hint: Any, value: Any) -> Any:
         return tuple(coerce_value(name, a, v) for a, v in zip(args, value, strict=True))
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+            raise ConfigError(f"{name}: expected true or false, got {echo(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+            raise ConfigError(f"{name}: expected an integer, got {echo(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}: expected a number, got {value!r}")
+            raise ConfigError(f"{name}: expected a number, got {echo(value)}")
         if not math.isfinite(value):
-            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+            raise ConfigError(f"{name}: expected a finite number, got {echo(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{name}: expected a string, got {value!r}")
+            raise ConfigError(f"{name}: expected a string, got {echo(value)}")
         return value
     return value
 
@@ -122,8 +138,8 @@ class _PlainData:
         value = coerce_value(where, cls.field_types()[name], value)
         checked = cls._rule(name)
         if checked is not None and value is not None and not checked.ok(value):
-            shown = list(value) if isinstance(value, tuple) else value
-            raise ConfigError(f"{where}: {checked.says}, got {shown!r}")
+            shown = echo(list(value) if isinstance(value, tuple) else value)
+            raise ConfigError(f"{where}: {checked.says}, got {shown}")
         return value
 
     @classmethod
@@ -152,9 +168,9 @@ class _PlainData:
     @classmethod
     def _from_fields(cls, data: Any, where: str) -> Any:
         if not isinstance(data, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {echo(data)}")
         hints = cls.field_types()
-        unknown = sorted(set(data) - set(hints))
+        unknown = sorted(set(data) - set(hints), key=str)
         if unknown:
             raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(hints))})")
         return cls(**data)
@@ -291,14 +307,14 @@ class ModelConfig(_PlainData):
     @staticmethod
     def family_of(data: Any, where: str = "model") -> type[ModelConfig]:
         family = data.get("family", "jumpnet") if isinstance(data, dict) else None
-        if family not in FAMILIES:
-            raise ConfigError(f"{where}.family: unknown family {family!r} (known: {family_names()})")
+        if not isinstance(family, str) or family not in FAMILIES:
+            raise ConfigError(f"{where}.family: unknown family {echo(family)} (known: {family_names()})")
         return FAMILIES[family].config
 
     @staticmethod
     def from_dict(data: Any, where: str = "model") -> ModelConfig:
         if not isinstance(data, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {echo(data)}")
         cls = ModelConfig.family_of(data, where)
         return cls._from_fields({k: v for k, v in data.items() if k != "family"}, where)
 
@@ -358,7 +374,7 @@ class Candidate:
     def from_dict(data: Any) -> Candidate:
         if not isinstance(data, dict) or "model" not in data:
             raise ConfigError("a candidate needs a 'model' mapping (and optionally 'training')")
-        unknown = sorted(set(data) - {"model", "training"})
+        unknown = sorted(set(data) - {"model", "training"}, key=str)
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown key (known: model, training)")
         return Candidate(ModelConfig.from_dict(data["model"]), TrainingConfig.from_dict(data.get("training") or {}))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jumpsearch.config import DataConfig
+from jumpsearch.config import DataConfig, clip
 from jumpsearch.errors import JumpsearchError
 
 CIFAR_ORIGINS = {
@@ -30,7 +30,7 @@ FASHION_MNIST_FILES = {
     "y_test": "t10k-labels-idx1-ubyte.gz",
 }
 FASHION_MNIST_OFFLINE = (
-    "pass --data-dir FOLDER (or set data.path) naming a folder of its four original files "
+    "pass data_dir=FOLDER (or set data.path) naming a folder of its four original files "
     f"({', '.join(FASHION_MNIST_FILES.values())}); on Debian or Ubuntu, "
     "'apt-get install dataset-fashion-mnist' puts them in /usr/share/datasets/fashion-mnist"
 )
@@ -55,9 +55,12 @@ class Dataset:
         return (int(h), int(w), int(c))
 
 
-def _images(x: np.ndarray, scale: float | None = None) -> np.ndarray:
-    """float32 NHWC in [0, 1]: uint8 pixels are divided by 255, other types by ``scale`` if given."""
+def _images(x: np.ndarray, scale: float | None = None, name: str = "x_train") -> np.ndarray:
+    """float32 NHWC in [0, 1]: uint8 pixels are divided by 255, other types by ``scale`` if given. Pixels
+    must be real numbers: a cast would drop an imaginary part, or turn dates and strings into numbers."""
     x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise JumpsearchError(f"{name} holds values of type {x.dtype}; pixels must be real numbers")
     if x.ndim == 3:
         x = x[..., None]
     if scale is None and x.dtype == np.uint8:
@@ -66,17 +69,17 @@ def _images(x: np.ndarray, scale: float | None = None) -> np.ndarray:
     return x / scale if scale else x
 
 
-def _labels(y: np.ndarray) -> np.ndarray:
+def _labels(y: np.ndarray, name: str = "y_train") -> np.ndarray:
     """Labels as integer class indices; the values themselves are checked in ``_validate``."""
     y = np.asarray(y).reshape(-1)
     if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y)))):
-        raise JumpsearchError(f"labels must be integer class indices, got values of type {y.dtype}")
+        raise JumpsearchError(f"{name} holds values of type {y.dtype}; labels must be integer class indices")
     return y.astype(np.int64)
 
 
 def _validate(source: str, x_train: np.ndarray, y_train: np.ndarray, x_test, y_test) -> int:
     """Check what a search would otherwise find late, or never: return the number of classes."""
-    if x_train.ndim != 4 or len(x_train) == 0:
+    if x_train.ndim != 4 or min(x_train.shape) == 0:
         raise JumpsearchError(f"{source}: x_train must hold N×H×W or N×H×W×C images, got shape {x_train.shape}")
     if len(x_train) != len(y_train):
         raise JumpsearchError(f"{source}: {len(x_train)} training images but {len(y_train)} labels")
@@ -150,10 +153,10 @@ def load_cifar_folder(name: str, folder: str | Path) -> tuple[np.ndarray, ...]:
         parts = [_read_cifar_batch(folder / f, label_key) for f in train_files]
         x_test, y_test = _read_cifar_batch(folder / test_file, label_key)
     except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
-        raise JumpsearchError(f"{folder}: cannot read the {name} batches ({e!r})") from None
+        raise JumpsearchError(f"{folder}: cannot read the {name} batches ({clip(repr(e))})") from None
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
-    return _images(x_train), _images(x_test), _labels(y_train), _labels(y_test)
+    return _images(x_train), _images(x_test, name="x_test"), _labels(y_train), _labels(y_test, name="y_test")
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -193,7 +196,8 @@ def load_fashion_mnist_folder(folder: str | Path) -> tuple[np.ndarray, ...]:
             raise JumpsearchError(
                 f"{folder / FASHION_MNIST_FILES[split]}: expected N×28×28 images, got {arrays[split].shape}"
             )
-    return _images(arrays["x_train"]), _images(arrays["x_test"]), _labels(arrays["y_train"]), _labels(arrays["y_test"])
+    x_train, x_test = _images(arrays["x_train"]), _images(arrays["x_test"], name="x_test")
+    return x_train, x_test, _labels(arrays["y_train"]), _labels(arrays["y_test"], name="y_test")
 
 
 def _load_keras(name: str) -> tuple[np.ndarray, ...]:
@@ -208,12 +212,12 @@ def _load_keras(name: str) -> tuple[np.ndarray, ...]:
         offline = (
             FASHION_MNIST_OFFLINE
             if name == "fashion_mnist"
-            else f"fetch {CIFAR_ORIGINS[name]} elsewhere, extract it, and pass --data-dir FOLDER (or set data.path)"
+            else f"fetch {CIFAR_ORIGINS[name]} elsewhere, extract it, and pass data_dir=FOLDER (or set data.path)"
         )
         raise JumpsearchError(
             f"{name}: download through keras.datasets failed ({reason}); offline, {offline}"
         ) from None
-    return _images(x_train), _images(x_test), _labels(y_train), _labels(y_test)
+    return _images(x_train), _images(x_test, name="x_test"), _labels(y_train), _labels(y_test, name="y_test")
 
 
 def _load_npz(path: str) -> tuple[np.ndarray | None, ...]:
@@ -231,9 +235,9 @@ def _load_npz(path: str) -> tuple[np.ndarray | None, ...]:
     try:
         return (
             _images(arrays["x_train"]),
-            _images(arrays["x_test"]) if has_test else None,
+            _images(arrays["x_test"], name="x_test") if has_test else None,
             _labels(arrays["y_train"]),
-            _labels(arrays["y_test"]) if has_test else None,
+            _labels(arrays["y_test"], name="y_test") if has_test else None,
         )
     except JumpsearchError as e:
         raise JumpsearchError(f"{path}: {e}") from None

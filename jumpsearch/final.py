@@ -13,13 +13,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from jumpsearch.config import Candidate
+from jumpsearch.config import Candidate, echo
 from jumpsearch.data import Dataset
 from jumpsearch.device import set_seed, setup_device
 from jumpsearch.errors import ConfigError
 from jumpsearch.training import compile_model, evaluate
 
 AUGMENTED = ("cifar10", "cifar100", "fashion_mnist")  # natural images: crops and flips keep their class
+RECORD = "candidate.json"  # the configuration a folder's checkpoints and model belong to
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,58 @@ class FinalResult:
     train_seconds: float
     device: str
     model_path: str
+
+
+def check_fits(candidate: Candidate, data: Dataset) -> None:
+    """The model must take the data set's images and predict its classes (an exported file edited by
+    hand, or trained on another data set, says otherwise)."""
+    model = candidate.model
+    wrong = [
+        f"{what} {want}, but {data.name} has {have}"
+        for what, want, have in (
+            ("input_shape", model.input_shape, data.input_shape),
+            ("num_classes", model.num_classes, data.num_classes),
+        )
+        if want != have
+    ]
+    if wrong:
+        raise ConfigError(f"the model's {'; its '.join(wrong)}")
+
+
+def _differences(recorded: Any, candidate: Candidate) -> list[str]:
+    """The keys (``model.base_filters``) whose values differ between a recorded configuration and this one."""
+    if not isinstance(recorded, dict):
+        return [f"an unreadable record {echo(recorded)}"]
+    mine = candidate.to_dict()
+    return [
+        f"{section}.{key}"
+        for section in mine
+        for key in sorted(set(mine[section]) | set(recorded.get(section) or {}))
+        if (recorded.get(section) or {}).get(key) != mine[section].get(key)
+    ] or ["its keys"]
+
+
+def _claim(out: Path, candidate: Candidate) -> None:
+    """Train into ``out`` only if it holds nothing of another configuration (Keras would fail to load the
+    checkpoint of another network, or the run would replace another model); record this one there."""
+    record, metrics = out / RECORD, out / "metrics.json"
+    recorded: Any = None
+    for path, key in ((record, None), (metrics, "candidate")):
+        if recorded is None and path.is_file():
+            try:
+                recorded = json.loads(path.read_text())
+                recorded = recorded.get(key) if key and isinstance(recorded, dict) else recorded
+            except (OSError, ValueError):
+                recorded = path.name
+    if recorded is None and (out / "backup").exists():
+        recorded = "a checkpoint that records no configuration"
+    if recorded is not None and recorded != candidate.to_dict():
+        differ = _differences(recorded, candidate)
+        raise ConfigError(
+            f"{out}: holds the training of another configuration ({', '.join(differ[:3])} differ); "
+            "train into another folder (out_dir=DIR), or empty this one"
+        )
+    record.write_text(candidate.to_json())
 
 
 def train_final(
@@ -48,18 +101,21 @@ def train_final(
 
     ``out_dir`` receives ``backup/`` (Keras's BackupAndRestore: run again after an interruption and
     training resumes from the last finished epoch), ``best.keras`` (best validation accuracy),
-    ``model.keras`` (the final model) and ``metrics.json``. ``epochs`` in the result counts the epochs
-    this call ran (fewer than asked when it resumed).
+    ``model.keras`` (the final model), ``metrics.json`` and ``candidate.json`` (the configuration all
+    of them belong to: a folder that holds another's is refused, ConfigError). ``epochs`` in the result
+    counts the epochs this call ran (fewer than asked when it resumed).
     """
     if epochs < 1:
-        raise ConfigError(f"epochs: must be at least 1, got {epochs}")
+        raise ConfigError(f"epochs={epochs}: must be at least 1")
+    check_fits(candidate, data)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, candidate)
     device = setup_device()
     import keras
 
     from jumpsearch.batches import Batches
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
     batch = candidate.training.batch_size
     steps = math.ceil(len(data.x_train) / batch)

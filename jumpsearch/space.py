@@ -15,6 +15,7 @@ and never writes a trial. Every error names the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import re
 import warnings
@@ -26,8 +27,9 @@ from typing import Any
 import optuna
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial
 
-from jumpsearch.config import FAMILIES, Candidate, DataConfig, ModelConfig, TrainingConfig, family_names
+from jumpsearch.config import FAMILIES, Candidate, DataConfig, ModelConfig, TrainingConfig, clip, echo, family_names
 from jumpsearch.counting import count, training_memory
 from jumpsearch.device import memory_budget
 from jumpsearch.errors import ConfigError
@@ -40,10 +42,35 @@ TOP_LEVEL = (
 )  # fmt: skip
 SET_BY_DATA = ("input_shape", "num_classes")
 DEFAULT_GROUPS = 3
+MAX_SEED = 2**32 - 1  # what NumPy and every backend accept
+OPTION_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}  # a sampler option's, by name
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML as people write numbers: ``1e-4`` is a float (YAML 1.1 wants ``1.0e-4`` and reads a string)."""
+MAX_FILE_BYTES = 2**20  # space and export files hold a few kilobytes: anything larger is the wrong file
+MAX_VALUES = 10_000  # values a file may expand to, each use of an alias counted again ("billion laughs")
+MAX_DEPTH = 32  # nesting of lists and mappings; a space file needs six
+
+
+class _Refused(Exception):
+    """A file the loader will not read (a duplicate key, too many values): the message says where."""
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML as people write numbers: ``1e-4`` is a float (YAML 1.1 wants ``1.0e-4`` and reads a string).
+    A key given twice in one mapping is refused (YAML would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[tuple[str, str], int] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key.start_mark.line + 1
+            if (key.tag, key.value) in first:
+                raise _Refused(
+                    f"line {line}: duplicate key {echo(key.value)} (first given at line {first[key.tag, key.value]})"
+                )
+            first[key.tag, key.value] = line
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -60,27 +87,71 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _expanded(node: yaml.Node, sizes: dict[int, int], depth: int = 0) -> int:
+    """How many values a node stands for once its aliases are expanded (each node counted once per
+    use, computed once per node): refused beyond MAX_VALUES, or deeper than MAX_DEPTH (a recursive alias)."""
+    if depth > MAX_DEPTH:
+        raise _Refused(f"line {node.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
+    if id(node) not in sizes:
+        children = node.value if isinstance(node, yaml.SequenceNode) else []
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        sizes[id(node)] = 1 + sum(_expanded(child, sizes, depth + 1) for child in children)
+        if sizes[id(node)] > MAX_VALUES:
+            raise _Refused(
+                f"line {node.start_mark.line + 1}: expands to more than {MAX_VALUES:,} values (through YAML aliases)"
+            )
+    return sizes[id(node)]
+
+
 def read_yaml(path: str | Path, what: str = "file") -> Any:
-    """A YAML (or JSON) file's contents, with numbers read as people write them; errors name the file."""
+    """A YAML (or JSON) file's contents, with numbers read as people write them; errors name the file.
+
+    Refused in one line: a file over MAX_FILE_BYTES, not UTF-8, a key given twice, or aliases that
+    expand beyond MAX_VALUES values."""
     path = Path(path)
     try:
-        return yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (a SafeLoader)
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # never more: the path may be a device or a pipe
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read the {what} ({e.strerror})") from None
+        raise ConfigError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: cannot read the {what}: larger than {MAX_FILE_BYTES // 2**10:,} KiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: cannot read the {what}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})"
+        ) from None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded(node, {})
+        return loader.construct_document(node)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: malformed YAML ({' '.join(str(e).split())})") from None
+        raise ConfigError(f"{path}: malformed YAML ({' '.join(str(e).split())[:300]})") from None
+    except _Refused as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested deeper than {MAX_DEPTH} levels") from None
+    finally:
+        loader.dispose()
 
 
 def parse_count(value: Any, where: str) -> int | None:
     """``250000``, ``250k``, ``1.5M``, ``2G`` or null."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         if value is not None and value < 1:
-            raise ConfigError(f"{where}: expected a positive count, got {value!r}")
+            raise ConfigError(f"{where}: expected a positive count, got {echo(value)}")
         return value
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)\s*", str(value))
-    if not match or float(match.group(1)) <= 0:
-        raise ConfigError(f"{where}: expected a count such as 250000, 250k or 1.5M, got {value!r}")
-    scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}[match.group(2).lower()]
+    scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}[match.group(2).lower()] if match else 0
+    if not match or int(float(match.group(1)) * scale) < 1:
+        raise ConfigError(f"{where}: expected a count such as 250000, 250k or 1.5M, got {echo(value)}")
     return int(float(match.group(1)) * scale)
 
 
@@ -120,11 +191,26 @@ class Param:
             return trial.suggest_categorical(name, list(self.values))
         return json.loads(trial.suggest_categorical(name, [json.dumps(v) for v in self.values]))
 
+    def admits(self, value: Any) -> bool:
+        """Whether the entry can give ``value`` (a configuration's value, lists as lists)."""
+        if self.kind in ("int", "float"):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return number and self.values[0] <= value <= self.values[1]
+        return value in self.values
+
+    def admits_groups(self, value: list[Any]) -> bool:
+        """Whether the per-group entry can give ``value``, one element per group."""
+        if value in [v for v in self.values if isinstance(v, list)]:
+            return True
+        if self.per_group:
+            return all(self.admits(v) for v in value)
+        return len(set(value)) == 1 and self.admits(value[0])
+
     def describe(self) -> str:
         if self.kind == "fixed":
-            return json.dumps(self.values[0])
+            return clip(json.dumps(self.values[0]))
         if self.kind == "choice":
-            return f"choice {json.dumps(list(self.values))}"
+            return f"choice {clip(json.dumps(list(self.values)))}"
         extra = "".join([", log" if self.log else "", f", step {self.step}" if self.step else ""])
         return f"{self.kind} [{self.values[0]}, {self.values[1]}]{extra}"
 
@@ -147,7 +233,7 @@ def _param(raw: Any, where: str) -> Param:
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}.choice: expected a non-empty list of options")
         if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
-            raise ConfigError(f"{where}.choice: an option appears twice in {values!r}")
+            raise ConfigError(f"{where}.choice: an option appears twice in {echo(values)}")
         if log or step is not None:
             raise ConfigError(f"{where}: log and step apply to int and float ranges, not to choice")
         return Param("choice", tuple(values), per_group=per_group)
@@ -157,17 +243,25 @@ def _param(raw: Any, where: str) -> Param:
         or len(values) != 2
         or not all(isinstance(v, number) and not isinstance(v, bool) for v in values)
     ):
-        raise ConfigError(f"{where}.{kind}: expected [low, high] with {kind} bounds, got {values!r}")
+        raise ConfigError(f"{where}.{kind}: expected [low, high] with {kind} bounds, got {echo(values)}")
     low, high = values
     if low > high:
         raise ConfigError(f"{where}.{kind}: empty range [{low}, {high}] (low is above high)")
     if log and low <= 0:
         raise ConfigError(f"{where}.{kind}: a log range needs a positive low bound, got {low}")
     if step is not None and (log or isinstance(step, bool) or not isinstance(step, number) or step <= 0):
-        raise ConfigError(f"{where}.step: expected a positive {kind} step without log, got {step!r}")
+        raise ConfigError(f"{where}.step: expected a positive {kind} step without log, got {echo(step)}")
     if kind == "float":
         low, high = float(low), float(high)
-    return Param(kind, (low, high), log=log, step=step, per_group=per_group)
+    param = Param(kind, (low, high), log=log, step=step, per_group=per_group)
+    with warnings.catch_warnings():  # Optuna warns, then moves the high end to the last step under it
+        warnings.simplefilter("ignore")
+        ends = param.distribution()
+    if (ends.low, ends.high) != (low, high):  # type: ignore[union-attr]
+        raise ConfigError(
+            f"{where}.step: {step} does not divide the range [{low}, {high}] (it would end at {ends.high})"  # type: ignore[union-attr]
+        )
+    return param
 
 
 def _check_values(cls: type, key: str, param: Param, where: str, per_group: bool = False) -> None:
@@ -251,9 +345,15 @@ class SearchSpace:
         return make_sampler(self.sampler, self.seed if seed is None else seed)
 
     def for_family(self, family: str) -> SearchSpace:
-        """The sub-space of one family, as its own space named ``<name>-<family>`` (for ``ablate``)."""
+        """The sub-space of one family, as its own space named ``<name>-<family>`` (for ``ablate``); its
+        ``raw`` is that sub-space's file, so that its study stores (and resumes against) its family alone."""
+        name = f"{self.name}-{family}"
+        model = self.raw.get("model") or {}
+        if self.family.kind != "fixed":
+            model = {"family": family, **(model.get(family) or {})}
+        raw = {**self.raw, "name": name, "model": model}
         return dataclasses.replace(
-            self, name=f"{self.name}-{family}", family=Param("fixed", (family,)), model={family: self.model[family]}
+            self, name=name, family=Param("fixed", (family,)), model={family: self.model[family]}, raw=raw
         )
 
     def _prefix(self, family: str) -> str:
@@ -293,6 +393,36 @@ class SearchSpace:
         fixed.update({f"training.{name}": p.values[0] for name, p in self.training.items() if p.kind == "fixed"})
         return fixed
 
+    def outside(self, trial: FrozenTrial) -> str | None:
+        """Why a trained trial is not a point of this space, or None. After a compatible edit on resume (a
+        narrower range, another fixed value or recipe, a lower limit), the study's earlier trials may lie
+        outside the space as it now is: what ranks them beside the new ones must leave them out."""
+        config = trial.user_attrs.get("config") or {}
+        model, training = config.get("model") or {}, config.get("training") or {}
+        family = model.get("family")
+        if family not in self.model:
+            return f"model.family {echo(family)} is no longer searched"
+        per_group = FAMILIES[family].per_group
+        checks = [(f"training.{key}", param, training.get(key)) for key, param in self.training.items()]
+        for key, param in self.model[family].items():
+            value = len(model.get(per_group) or ()) if key == "groups" else model.get(key)
+            if key == per_group and not (isinstance(value, list) and param.admits_groups(value)):
+                return f"model.{key} {echo(value)} is outside {param.describe()}"
+            if key != per_group:
+                checks.append((f"model.{key}", param, value))
+        for where, param, value in checks:
+            if not param.admits(value):
+                return f"{where} {echo(value)} is outside {param.describe()}"
+        measured = {"max_params": trial.user_attrs.get("params"), "max_flops": trial.user_attrs.get("flops")}
+        if self.constraints.max_memory is not None:  # only a limit the space sets: not this machine's memory
+            measured["max_memory"] = training_memory(Candidate.from_dict(config))
+        for key, value in measured.items():
+            limit = getattr(self.constraints, key)
+            if limit is not None and value is not None and value > limit:
+                unit, shown = Constraints.MEASURES[key][0], Constraints.shown
+                return f"{shown(key, value)} {unit} exceed {key} {shown(key, limit)}"
+        return None
+
     def suggest(self, trial: Any, input_shape: tuple[int, int, int], num_classes: int) -> Candidate:
         """Sample one candidate (``trial``: an Optuna trial, or a FixedTrial); its model takes input shape
         and classes from the data set. Raises ConfigError for a point that cannot be built.
@@ -305,13 +435,18 @@ class SearchSpace:
         prefix = self._prefix(family)
         key = FAMILIES[family].per_group
         values = {k: p.suggest(trial, prefix + k) for k, p in params.items() if k not in ("groups", key)}
-        groups = params["groups"].suggest(trial, prefix + "groups") if "groups" in params else None
         lengths = params.get(key)
+        value = lengths.suggest(trial, prefix + key) if lengths is not None and not lengths.per_group else None
+        # A list sets the groups by its length: groups is drawn only when it decides something.
+        groups = (
+            params["groups"].suggest(trial, prefix + "groups")
+            if "groups" in params and not isinstance(value, list)
+            else None
+        )
         if lengths is not None and lengths.per_group:
             assert groups is not None  # enforced at load
             values[key] = [lengths.suggest(trial, f"{prefix}{key}_{g}") for g in range(groups)]
         elif lengths is not None:
-            value = lengths.suggest(trial, prefix + key)
             values[key] = value if isinstance(value, list) else [value] * (groups or DEFAULT_GROUPS)
         elif groups is not None:
             default = getattr(FAMILIES[family].config(), key)
@@ -406,11 +541,60 @@ def _ends(distribution: BaseDistribution) -> list[Any]:
     return [low, high]
 
 
-def _section(raw: dict[str, Any], key: str, source: str) -> dict[str, Any]:
-    value = raw.get(key) or {}
+def _section(value: Any, where: str) -> dict[str, Any]:
+    """A mapping of the file (absent or null: empty), or ConfigError naming where it is."""
+    if value is None:
+        return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
+        raise ConfigError(f"{where}: expected a mapping, got {echo(value)}")
     return value
+
+
+def _plain(value: Any, source: str, where: str = "") -> None:
+    """Only what JSON holds, under names: the study stores the space as JSON and trials travel as it
+    (YAML also reads dates, sets, bytes and keys that are numbers)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{source}: {where or 'top level'}: the key {echo(key)} is not a name; quote it")
+            _plain(item, source, f"{where}.{key}" if where else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _plain(item, source, f"{where}[{i}]")
+    elif not (value is None or isinstance(value, (str, int, float))):
+        raise ConfigError(
+            f"{source}: {where}: expected a number, a string, true/false, a list or a mapping, got {echo(value)}"
+        )
+
+
+def _group_counts(groups: Param) -> set[int]:
+    """The numbers of groups an entry for ``groups`` can give."""
+    if groups.kind == "int":
+        return set(range(groups.values[0], groups.values[1] + 1, int(groups.step or 1)))
+    return set(groups.values)
+
+
+def _check_lengths(params: dict[str, Param], key: str, where_base: str) -> None:
+    """A list of the per-group key sets the number of groups by its length: each list must be one that
+    ``groups`` allows, and ``groups`` must count for some draw (else the sampler learns from a parameter
+    that changes nothing)."""
+    lengths, groups = params.get(key), params.get("groups")
+    if lengths is None or groups is None or lengths.per_group:
+        return
+    lists = [v for v in lengths.values if isinstance(v, list)]
+    allowed = _group_counts(groups)
+    section = where_base.rpartition(": ")[2]  # the key path, without the file
+    for value in lists:
+        if len(value) not in allowed:
+            raise ConfigError(
+                f"{where_base}.{key}: {echo(value)} makes {len(value)} groups, but {section}.groups is "
+                f"{groups.describe()}; give lists of a length it allows"
+            )
+    if len(lists) == len(lengths.values) and groups.kind != "fixed":
+        raise ConfigError(
+            f"{where_base}.groups: searched, but every value of {section}.{key} is a list whose length sets "
+            f"the groups; drop {section}.groups, or give {key} numbers"
+        )
 
 
 def _family_params(family: str, section: dict[str, Any], where_base: str) -> dict[str, Param]:
@@ -426,7 +610,7 @@ def _family_params(family: str, section: dict[str, Any], where_base: str) -> dic
             raise ConfigError(f"{where}: per_group applies to {registered.per_group} only")
         if key == "groups":
             if param.kind == "float" or not all(isinstance(v, int) and not isinstance(v, bool) for v in param.values):
-                raise ConfigError(f"{where}: expected an integer number of groups")
+                raise ConfigError(f"{where}: expected an integer number of groups, got {param.describe()}")
             if min(param.values) < 1:
                 raise ConfigError(f"{where}: a model needs at least one group, got {min(param.values)}")
         elif key not in types:
@@ -435,24 +619,27 @@ def _family_params(family: str, section: dict[str, Any], where_base: str) -> dic
         elif key == registered.per_group:
             if param.per_group and "groups" not in section:
                 raise ConfigError(f"{where}: per_group needs a groups entry to say how many groups")
+            if param.per_group and not all(isinstance(v, (int, float)) for v in param.values):
+                raise ConfigError(f"{where}: per_group draws one number per group; give numbers, not lists")
             scalar = param.per_group or param.kind == "int" or any(not isinstance(v, list) for v in param.values)
             _check_values(registered.config, key, param, where, per_group=scalar)
         else:
             _check_values(registered.config, key, param, where)
         params[key] = param
+    _check_lengths(params, registered.per_group, where_base)
     return params
 
 
 def _model_section(raw: dict[str, Any], source: str) -> tuple[Param, dict[str, dict[str, Param]]]:
     """``family: NAME`` with the metaparameters beside it, or ``family: {choice: [...]}`` with one
     mapping of metaparameters per family, under the family's name."""
-    section = dict(_section(raw, "model", source))
+    section = dict(_section(raw.get("model"), f"{source}: model"))
     family = _param(section.pop("family", "jumpnet"), f"{source}: model.family")
     if family.kind not in ("fixed", "choice") or family.per_group:
         raise ConfigError(f"{source}: model.family: a family name or {{choice: [names]}} (known: {family_names()})")
     for name in family.values:
-        if name not in FAMILIES:
-            raise ConfigError(f"{source}: model.family: unknown family {name!r} (known: {family_names()})")
+        if not isinstance(name, str) or name not in FAMILIES:
+            raise ConfigError(f"{source}: model.family: unknown family {echo(name)} (known: {family_names()})")
     if family.kind == "fixed":
         return family, {family.values[0]: _family_params(family.values[0], section, f"{source}: model")}
     stray = sorted(set(section) - set(family.values))
@@ -461,7 +648,7 @@ def _model_section(raw: dict[str, Any], source: str) -> tuple[Param, dict[str, d
             f"{source}: model.{stray[0]}: with a choice of families, metaparameters go under each family's name"
         )
     return family, {
-        name: _family_params(name, _section(section, name, f"{source}: model"), f"{source}: model.{name}")
+        name: _family_params(name, _section(section.get(name), f"{source}: model.{name}"), f"{source}: model.{name}")
         for name in family.values
     }
 
@@ -469,7 +656,7 @@ def _model_section(raw: dict[str, Any], source: str) -> tuple[Param, dict[str, d
 def _training_section(raw: dict[str, Any], source: str) -> dict[str, Param]:
     types = TrainingConfig.field_types()
     params = {}
-    for key, value in _section(raw, "training", source).items():
+    for key, value in _section(raw.get("training"), f"{source}: training").items():
         where = f"{source}: training.{key}"
         if key not in types:
             raise ConfigError(f"{where}: unknown key (known: {', '.join(types)})")
@@ -482,21 +669,41 @@ def _training_section(raw: dict[str, Any], source: str) -> dict[str, Param]:
 
 
 def _sampler(raw: Any, source: str) -> dict[str, Any]:
+    """``name`` or ``{name: ..., option: value}``; each option's value is held to the type the sampler
+    declares for it (one that only Python can give, such as a function, cannot be set in a file)."""
+    if raw is not None and not isinstance(raw, (str, dict)):
+        raise ConfigError(f"{source}: sampler: expected a name or a mapping with name, got {echo(raw)}")
     options = {"name": raw} if isinstance(raw, str) else dict(raw or {"name": "tpe"})
     name = options.get("name", "tpe")
-    if name not in SAMPLERS:
-        raise ConfigError(f"{source}: sampler.name: unknown sampler {name!r} (known: {', '.join(SAMPLERS)})")
+    if not isinstance(name, str) or name not in SAMPLERS:
+        raise ConfigError(f"{source}: sampler.name: unknown sampler {echo(name)} (known: {', '.join(SAMPLERS)})")
+    declared = inspect.signature(SAMPLERS[name]).parameters
     accepted = sampler_options(name)
-    for key in options:
-        if key != "name" and key not in accepted:
+    for key, value in options.items():
+        if key == "name":
+            continue
+        if key not in accepted:
             raise ConfigError(
                 f"{source}: sampler.{key}: not an option of {name} (options: {', '.join(sorted(accepted))})"
             )
+        kinds = {part.strip() for part in str(declared[key].annotation).split("|")}
+        allowed = tuple(t for kind in sorted(kinds) for t in OPTION_TYPES.get(kind, ()))
+        if not allowed:
+            raise ConfigError(f"{source}: sampler.{key}: takes a Python object, which a space file cannot give")
+        ok = (value is None and "None" in kinds) or (
+            isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool))
+        )
+        if not ok:
+            raise ConfigError(f"{source}: sampler.{key}: expected {' or '.join(sorted(kinds))}, got {echo(value)}")
+    try:
+        make_sampler(options | {"name": name}, 0)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: sampler: {name} refuses its options ({echo(str(e))})") from None
     return {**options, "name": name}
 
 
 def _constraints(raw: dict[str, Any], source: str) -> Constraints:
-    section = _section(raw, "constraints", source)
+    section = _section(raw.get("constraints"), f"{source}: constraints")
     keys = tuple(Constraints.MEASURES)
     unknown = sorted(set(section) - set(keys))
     if unknown:
@@ -505,16 +712,18 @@ def _constraints(raw: dict[str, Any], source: str) -> Constraints:
 
 
 def space_from_dict(raw: Any, source: str = "<space>") -> SearchSpace:
+    """Check a space's mapping (as read from a file, or as a study stored it); errors name the key."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of {', '.join(TOP_LEVEL)}")
+        raise ConfigError(f"{source}: expected a mapping of {', '.join(TOP_LEVEL)}, got {echo(raw)}")
+    _plain(raw, source)
     unknown = sorted(set(raw) - set(TOP_LEVEL))
     if unknown:
         raise ConfigError(f"{source}: {unknown[0]}: unknown key (known: {', '.join(TOP_LEVEL)})")
     name = raw.get("name", Path(source).stem)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ConfigError(f"{source}: name: expected letters, digits, '.', '_' or '-', got {name!r}")
+        raise ConfigError(f"{source}: name: expected letters, digits, '.', '_' or '-', got {echo(name)}")
     try:
-        data = DataConfig.from_dict(_section(raw, "data", source))
+        data = DataConfig.from_dict(_section(raw.get("data"), "data"))
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     family, model = _model_section(raw, source)
@@ -523,15 +732,19 @@ def space_from_dict(raw: Any, source: str = "<space>") -> SearchSpace:
     if (
         not isinstance(objectives, list)
         or not objectives
+        or not all(isinstance(o, str) and o in OBJECTIVES for o in objectives)
         or len(set(objectives)) != len(objectives)
-        or any(o not in OBJECTIVES for o in objectives)
         or objectives[0] != "accuracy"
     ):
-        raise ConfigError(f"{source}: objectives: expected distinct names from {', '.join(OBJECTIVES)}, accuracy first")
+        raise ConfigError(
+            f"{source}: objectives: expected distinct names from {', '.join(OBJECTIVES)}, accuracy first, "
+            f"got {echo(objectives)}"
+        )
     seed, trials = raw.get("seed", 0), raw.get("trials", 20)
-    for key, value in (("seed", seed), ("trials", trials)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
-            raise ConfigError(f"{source}: {key}: expected a {'non-negative' if key == 'seed' else 'positive'} integer")
+    for key, value, least, most in (("seed", seed, 0, MAX_SEED), ("trials", trials, 1, None)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least or value > (most or value):
+            says = f"an integer from {least} to {most}" if most else "a positive integer"
+            raise ConfigError(f"{source}: {key}: expected {says}, got {echo(value)}")
     try:
         schedule = Schedule.from_dict(raw.get("schedule"))
     except ConfigError as e:
@@ -579,34 +792,51 @@ def space_changes(stored: SearchSpace, new: SearchSpace) -> tuple[list[str], lis
     if stored.objectives != new.objectives:
         breaking.append(f"objectives {list(stored.objectives)} -> {list(new.objectives)}")
     if stored.data != new.data:
-        breaking.append(f"data {stored.data.to_dict()} -> {new.data.to_dict()}")
+        breaking.append(f"data {echo(stored.data.to_dict())} -> {echo(new.data.to_dict())}")
     if stored.families != new.families:
         breaking.append(f"model.family {list(stored.families)} -> {list(new.families)}")
     old_d, new_d = stored.distributions(), new.distributions()
+    ranges: list[str] = []  # what a sampler that models parameters jointly would not follow
     for name in sorted(set(old_d) & set(new_d)):
         before, after = old_d[name], new_d[name]
         if before == after:
             continue
         same_kind = type(before) is type(after) and not isinstance(before, CategoricalDistribution)
         if same_kind and (before.log, before.step) == (after.log, after.step):  # type: ignore[attr-defined]
-            noted.append(f"{name} range [{before.low}, {before.high}] -> [{after.low}, {after.high}]")  # type: ignore[attr-defined]
+            ranges.append(f"{name} range [{before.low}, {before.high}] -> [{after.low}, {after.high}]")  # type: ignore[attr-defined]
         else:
             breaking.append(f"{name} {_shown(before)} -> {_shown(after)}")
-    for name in sorted(set(old_d) ^ set(new_d)):
-        noted.append(f"{name} {'now searched' if name in new_d else 'no longer searched'}")
+    ranges += [f"{name} now searched" for name in sorted(set(new_d) - set(old_d))]
+    noted += [f"{name} no longer searched" for name in sorted(set(old_d) - set(new_d))]
+    joint = _joint_sampling(new.sampler)
+    if joint:
+        breaking += [f"{change} ({joint})" for change in ranges]
+    else:
+        noted += ranges
     old_fixed, new_fixed = stored.fixed_values(), new.fixed_values()
     for name in sorted(set(old_fixed) & set(new_fixed)):
         if old_fixed[name] != new_fixed[name]:
-            noted.append(f"{name} {json.dumps(old_fixed[name])} -> {json.dumps(new_fixed[name])}")
+            noted.append(f"{name} {clip(json.dumps(old_fixed[name]))} -> {clip(json.dumps(new_fixed[name]))}")
     for key in ("constraints", "sampler", "schedule", "trials", "seed"):
         if stored.raw.get(key) != new.raw.get(key):
-            noted.append(f"{key} {json.dumps(stored.raw.get(key))} -> {json.dumps(new.raw.get(key))}")
+            noted.append(f"{key} {clip(json.dumps(stored.raw.get(key)))} -> {clip(json.dumps(new.raw.get(key)))}")
     return breaking, noted
+
+
+def _joint_sampling(sampler: dict[str, Any]) -> str | None:
+    """Why the sampler would not follow an edited or added range (None for one that would): Optuna's
+    QMCSampler draws from its first trial's distributions, and NSGA-II and multivariate TPE model only
+    the parameters whose distribution every trial shares (the others are drawn apart: NSGA-II at random)."""
+    if sampler["name"] == "qmc":
+        return "qmc draws from its first trial's ranges: the edit would not take effect"
+    if sampler["name"] == "nsga2" or sampler.get("multivariate"):
+        return f"{sampler['name']} would no longer model it with the other parameters"
+    return None
 
 
 def _shown(distribution: BaseDistribution) -> str:
     if isinstance(distribution, CategoricalDistribution):
-        return f"choice {list(distribution.choices)}"
+        return f"choice {echo(list(distribution.choices))}"
     kind = "int" if isinstance(distribution, IntDistribution) else "float"
     d: Any = distribution
     return f"{kind} [{d.low}, {d.high}]" + (", log" if d.log else "") + (f", step {d.step}" if d.step else "")

@@ -72,7 +72,7 @@ def test_offline_cifar_download_says_where_the_archive_goes(monkeypatch):
         raise Exception("URL fetch failure on https://www.cs.toronto.edu/: None -- [Errno -3] name resolution")
 
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
-    with pytest.raises(JumpsearchError, match="cifar-10-python.tar.gz elsewhere, extract it, and pass --data-dir"):
+    with pytest.raises(JumpsearchError, match="cifar-10-python.tar.gz elsewhere, extract it, and pass data_dir=FOLDER"):
         load_dataset(DataConfig(dataset="cifar10"))
 
 
@@ -115,7 +115,14 @@ def npz(tmp_path, **arrays):
         ({"y_train": np.arange(40) % 4 - 1}, "y_train holds the negative label -1"),
         ({"y_train": np.where(np.arange(40) % 4 == 3, 10**9, np.arange(40) % 4)},
          "labels must be class indices 0…K-1, but y_train has 4 classes up to 1000000000 .no image of class 3"),
-        ({"y_train": (np.arange(40) % 4) + 0.5}, "labels must be integer class indices"),
+        ({"y_train": (np.arange(40) % 4) + 0.5}, "y_train holds values of type float64; labels must be integer"),
+        ({"x_train": np.ones((40, 8, 8), dtype=np.complex64)}, "x_train holds values of type complex64; pixels must"),
+        ({"x_train": np.zeros((40, 8, 8), dtype="datetime64[s]")}, "x_train holds values of type datetime64"),
+        ({"x_train": np.full((40, 8, 8), "1")}, "x_train holds values of type <U1; pixels must be real numbers"),
+        ({"x_test": np.zeros((5, 8, 8), dtype=np.timedelta64), "y_test": np.arange(5) % 4}, "x_test holds values"),
+        ({"y_train": (np.arange(40) % 4).astype(np.complex128)}, "y_train holds values of type complex128"),
+        ({"x_test": np.zeros((5, 8, 8)), "y_test": np.array(["a"] * 5)}, "y_test holds values of type <U1"),
+        ({"x_train": np.zeros((40, 8, 0))}, r"x_train must hold .* images, got shape \(40, 8, 0, 1\)"),
         ({"x_train": np.full((40, 8, 8), np.nan)}, "x_train holds 2560 NaN or infinite pixels"),
         ({"x_test": np.zeros((5, 9, 9)), "y_test": np.arange(5) % 4}, r"x_test images are \(9, 9, 1\), x_train"),
         ({"x_test": np.zeros((5, 8, 8)), "y_test": np.arange(5)}, "y_test holds labels outside the training classes"),

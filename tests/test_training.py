@@ -1,3 +1,6 @@
+import dataclasses
+import re
+
 import keras
 import pytest
 
@@ -98,3 +101,59 @@ def test_fused_updates_run_as_on_a_gpu(digits, optimizer):
     assert type(model.optimizer.inner_optimizer).__name__.startswith("Fused")
     for fused_weight, stock_weight in zip(weights[True], weights[False], strict=True):
         np.testing.assert_allclose(fused_weight, stock_weight, rtol=1e-4, atol=1e-6)
+
+
+def test_a_folder_holding_another_configuration_is_refused_before_anything_changes(digits, tmp_path, capsys):
+    from jumpsearch import train_final
+    from jumpsearch.cli import main
+    from jumpsearch.errors import ConfigError
+    from jumpsearch.results import Best, export_configs
+
+    out = tmp_path / "run"
+    train_final(tiny(), digits, out, epochs=1, verbose=0)
+    saved = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    other = Candidate(dataclasses.replace(tiny().model, base_filters=16), tiny().training)
+    with pytest.raises(ConfigError, match=r"run: holds the training of another configuration \(model.base_filters"):
+        train_final(other, digits, out, epochs=1, verbose=0)
+    path = export_configs([Best(other, 0.5, 1, 1, 0)], tmp_path / "other.yaml", {"dataset": "digits"})
+    capsys.readouterr()
+    assert main(["train", str(path), "--epochs", "1", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "train into another folder (--out DIR)" in error
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == saved  # nothing stored was touched
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"num_classes": 3}, r"candidate 0: the model's num_classes 3, but digits has 10"),
+        ({"input_shape": [16, 16, 1], "num_classes": 4},
+         r"the model's input_shape \(16, 16, 1\), but digits has \(8, 8, 1\); its num_classes 4, but digits has 10"),
+        ({"blocks_per_group": [1, 0]}, r"model.blocks_per_group: .*got \[1, 0\]"),
+        ({"jump_spacing": [1]}, r"model.jump_spacing: .*got \[1\]"),
+    ],
+)  # fmt: skip
+def test_an_exported_file_edited_by_hand_is_checked_against_the_data_set(tmp_path, capsys, model, message):
+    import yaml
+
+    from jumpsearch.cli import main
+
+    document = {"data": {"dataset": "digits"}, "candidates": [{**tiny().to_dict()}]}
+    document["candidates"][0]["model"].update(model)
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(document))
+    assert main(["train", str(path), "--epochs", "1", "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "edited.yaml: " in error
+    assert re.search(message, error), error
+    assert not (tmp_path / "out").exists()  # refused before the folder is made
+
+
+def test_a_backend_keras_cannot_import_is_one_line(tmp_path, capsys, monkeypatch):
+    from jumpsearch.cli import main
+
+    monkeypatch.setenv("KERAS_BACKEND", "thenao")
+    assert main(["train", str(tmp_path / "best.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "KERAS_BACKEND 'thenao': not a backend" in error
+    assert error.endswith("(known: tensorflow, jax, torch)\n")
