@@ -32,6 +32,7 @@ SAMPLERS: dict[str, type[BaseSampler]] = {
     "qmc": optuna.samplers.QMCSampler,
     "bruteforce": optuna.samplers.BruteForceSampler,
 }
+EXHAUSTIVE = ("bruteforce",)  # samplers that train every point of a finite space once, then stop the study
 SEED_ONCE = ("qmc",)  # a scrambled sequence must keep one seed; its position lives in the study
 
 

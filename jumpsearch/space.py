@@ -33,7 +33,7 @@ from jumpsearch.config import FAMILIES, Candidate, DataConfig, ModelConfig, Trai
 from jumpsearch.counting import count, training_memory
 from jumpsearch.device import memory_budget
 from jumpsearch.errors import ConfigError
-from jumpsearch.samplers import SAMPLERS, make_sampler, sampler_options
+from jumpsearch.samplers import EXHAUSTIVE, SAMPLERS, make_sampler, sampler_options
 from jumpsearch.schedule import Schedule
 
 OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "flops": "minimize"}
@@ -754,7 +754,7 @@ def space_from_dict(raw: Any, source: str = "<space>") -> SearchSpace:
     repeats = training.get("repeats")
     if schedule.name != "none" and repeats is not None and max(repeats.values) > 1:
         raise ConfigError(f"{source}: training.repeats: a schedule judges one run at its rungs; use one or the other")
-    return SearchSpace(
+    space = SearchSpace(
         name=name,
         data=data,
         family=family,
@@ -769,6 +769,15 @@ def space_from_dict(raw: Any, source: str = "<space>") -> SearchSpace:
         source=source,
         schedule=schedule,
     )
+    if space.sampler["name"] in EXHAUSTIVE:
+        for key, distribution in space.distributions().items():
+            if isinstance(distribution, FloatDistribution) and distribution.step is None:
+                where = f"training.{key}" if key in space.training else f"model.{key}"
+                raise ConfigError(
+                    f"{source}: {where}: a float range without a step has no end of points; the "
+                    f"{space.sampler['name']} sampler trains every point: give a step or a choice"
+                )
+    return space
 
 
 def load_space(path: str | Path) -> SearchSpace:

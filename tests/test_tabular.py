@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from conftest import ROOT
 from jumpsearch.counting import candidate_key, count
+from jumpsearch.errors import ConfigError
 from jumpsearch.space import space_from_dict
 from jumpsearch.study import run_search
 
@@ -56,6 +57,15 @@ def test_the_bruteforce_sampler_trains_each_configuration_once_with_two_workers(
     assert len(trained) == 6
     assert len({t.user_attrs["key"] for t in trained}) == 6
     assert len({t.user_attrs["worker"] for t in trained}) == 2  # both workers trained
+
+
+def test_the_bruteforce_sampler_refuses_a_space_with_no_end_of_points():
+    raw = yaml.safe_load(SIX)
+    raw["training"]["learning_rate"] = {"float": [0.001, 0.1], "log": True}
+    with pytest.raises(ConfigError, match=r"six: training.learning_rate: a float range without a step .* bruteforce"):
+        space_from_dict(raw, "six")
+    raw["training"]["learning_rate"] = {"float": [0.01, 0.1], "step": 0.03}
+    assert space_from_dict(raw, "six").distributions()["learning_rate"].step == 0.03  # a stepped range has an end
 
 
 def six_table(tmp_path):
