@@ -19,6 +19,7 @@ from jumpsearch.models import build_model
 from jumpsearch.models.densenet import DenseNetConfig, SparseNetConfig
 from jumpsearch.models.jumpnet import JumpNetConfig
 from jumpsearch.models.resnet_v2 import ResNetV2Config
+from jumpsearch.recipe import Recipe
 from jumpsearch.report import write_report
 from jumpsearch.results import Best, best_configs, export_configs, load_configs, load_study, pareto_front
 from jumpsearch.schedule import Schedule
@@ -40,6 +41,7 @@ __all__ = [
     "Interrupted",
     "JumpsearchError",
     "ModelConfig",
+    "Recipe",
     "ResNetV2Config",
     "Schedule",
     "SearchSpace",

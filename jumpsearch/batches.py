@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -17,10 +18,11 @@ class Batches(keras.utils.PyDataset):
 
     def __init__(
         self, x: np.ndarray, y: np.ndarray, batch_size: int, steps: int | None = None, seed: int = 0,
-        augment: bool = False,
+        augment: bool = False, transform: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         self.x, self.y, self.batch_size, self.augment = x, y, batch_size, augment
+        self.transform = transform  # applied to each training batch after the crop and flip (random erasing)
         self.steps = steps or math.ceil(len(x) / batch_size)
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x))
@@ -32,7 +34,8 @@ class Batches(keras.utils.PyDataset):
         start = (index * self.batch_size) % len(self.x)
         rows = np.take(self.order, range(start, start + min(self.batch_size, len(self.x))), mode="wrap")
         x, y = self.x[rows], self.y[rows]
-        return (self._augmented(x) if self.augment else x), y
+        x = self._augmented(x) if self.augment else x
+        return (self.transform(x) if self.transform is not None else x), y
 
     def _augmented(self, x: np.ndarray) -> np.ndarray:
         n, h, w, _ = x.shape

@@ -5,6 +5,7 @@ This is the only place the test split is used: after training, to report the mod
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -17,7 +18,8 @@ from jumpsearch.config import Candidate, echo
 from jumpsearch.data import Dataset
 from jumpsearch.device import set_seed, setup_device
 from jumpsearch.errors import ConfigError
-from jumpsearch.training import compile_model, evaluate
+from jumpsearch.recipe import Recipe, learning_rate, random_erasing, smoothed_crossentropy
+from jumpsearch.training import evaluate
 
 AUGMENTED = ("cifar10", "cifar100", "fashion_mnist")  # natural images: crops and flips keep their class
 RECORD = "candidate.json"  # the configuration a folder's checkpoints and model belong to
@@ -91,13 +93,15 @@ def train_final(
     out_dir: str | Path,
     *,
     epochs: int,
+    recipe: Recipe | None = None,
     augment: bool | None = None,
     seed: int = 0,
     verbose: int = 2,
     callbacks: Sequence[Any] = (),
 ) -> FinalResult:
-    """Train for ``epochs`` with a cosine-decayed rate; augmentation defaults to on for natural images
-    (CIFAR, Fashion-MNIST), off for digits and arrays of unknown content (a flip changes a digit).
+    """Train for ``epochs`` with ``recipe`` (default: ``Recipe()``: a cosine-decayed rate, augmentation on
+    for natural images — CIFAR, Fashion-MNIST — and off for digits and arrays of unknown content, where a
+    flip changes a digit); ``augment`` overrides the recipe's.
 
     ``out_dir`` receives ``backup/`` (Keras's BackupAndRestore: run again after an interruption and
     training resumes from the last finished epoch), ``best.keras`` (best validation accuracy),
@@ -107,6 +111,8 @@ def train_final(
     """
     if epochs < 1:
         raise ConfigError(f"epochs={epochs}: must be at least 1")
+    recipe = recipe or Recipe()
+    recipe.check_epochs(epochs)
     check_fits(candidate, data)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,14 +121,26 @@ def train_final(
     import keras
 
     from jumpsearch.batches import Batches
+    from jumpsearch.models import build_model
+    from jumpsearch.optimizers import make_optimizer
 
     set_seed(seed)
-    batch = candidate.training.batch_size
-    steps = math.ceil(len(data.x_train) / batch)
-    schedule = keras.optimizers.schedules.CosineDecay(candidate.training.learning_rate, decay_steps=epochs * steps)
-    model = compile_model(candidate, learning_rate=schedule)
-    augment = data.name in AUGMENTED if augment is None else augment
-    train = Batches(data.x_train, data.y_train, batch, steps, seed, augment=augment)
+    training = candidate.training
+    if recipe.weight_decay is not None:
+        training = dataclasses.replace(training, weight_decay=recipe.weight_decay)
+    steps = math.ceil(len(data.x_train) / training.batch_size)
+    model = build_model(candidate.model)
+    model.compile(
+        optimizer=make_optimizer(training, learning_rate(recipe, training.learning_rate, epochs, steps),
+                                 ema_momentum=recipe.ema_momentum),
+        loss=smoothed_crossentropy(data.num_classes, recipe.label_smoothing) if recipe.label_smoothing
+        else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )  # fmt: skip
+    if augment is None:
+        augment = data.name in AUGMENTED if recipe.augment == "auto" else recipe.augment == "on"
+    erase = random_erasing(recipe.random_erasing, seed)
+    train = Batches(data.x_train, data.y_train, training.batch_size, steps, seed, augment=augment, transform=erase)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
         keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_accuracy", save_best_only=True),
@@ -146,5 +164,6 @@ def train_final(
     result = FinalResult(
         val_accuracy, test_accuracy, len(history.history.get("loss", [])), seconds, device, str(model_path)
     )
-    (out / "metrics.json").write_text(json.dumps({**asdict(result), "candidate": candidate.to_dict()}, indent=2))
+    record = {**asdict(result), "candidate": candidate.to_dict(), "recipe": recipe.to_dict(), "augment": augment}
+    (out / "metrics.json").write_text(json.dumps(record, indent=2))
     return result

@@ -1,0 +1,103 @@
+"""The switches of ``train``'s recipe: each changes the training as its docstring says."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from jumpsearch import Candidate, JumpNetConfig, TrainingConfig, train_final
+from jumpsearch.config import DataConfig
+from jumpsearch.data import load_dataset
+from jumpsearch.errors import ConfigError
+from jumpsearch.recipe import Recipe, learning_rate, random_erasing, smoothed_crossentropy
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(DataConfig())
+
+
+def tiny(**training):
+    model = JumpNetConfig(input_shape=(8, 8, 1), stem_filters=(8, 8), blocks_per_group=(1,), base_filters=8)
+    return Candidate(model, TrainingConfig(**{"batch_size": 256, "learning_rate": 0.01, **training}))
+
+
+def test_a_recipe_round_trips_through_yaml_and_refuses_what_it_cannot_do():
+    recipe = Recipe(random_erasing=0.5, label_smoothing=0.1, schedule="constant", warmup_epochs=2, ema_momentum=0.99)
+    assert Recipe.from_dict(yaml.safe_load(recipe.to_yaml())) == recipe
+    assert Recipe.from_dict(None) == Recipe()
+    for bad, says in [
+        ({"label_smoothing": 1.0}, "recipe.label_smoothing: must lie in"),
+        ({"random_erasing": 1.5}, "recipe.random_erasing: must be a probability"),
+        ({"schedule": "step"}, "recipe.schedule: unknown schedule"),
+        ({"ema_momentum": 1}, "recipe.ema_momentum: must lie in"),
+        ({"mixup": 0.2}, "recipe.mixup: unknown key"),
+    ]:
+        with pytest.raises(ConfigError, match=says):
+            Recipe.from_dict(bad)
+    with pytest.raises(ConfigError, match="warmup_epochs: 3 leaves nothing of epochs=3"):
+        Recipe(warmup_epochs=3).check_epochs(3)
+
+
+def test_label_smoothing_gives_the_loss_of_a_known_batch_as_computed_by_hand():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.25, 0.25, 0.5]], dtype="float32")
+    labels = np.array([0, 2])
+    loss = keras.ops.convert_to_numpy(smoothed_crossentropy(3, 0.3)(labels, probabilities))
+    # targets: 1 - 0.3 + 0.1 = 0.8 on the label, 0.1 on each other class
+    by_hand = [
+        -(0.8 * math.log(0.7) + 0.1 * math.log(0.2) + 0.1 * math.log(0.1)),
+        -(0.1 * math.log(0.25) + 0.1 * math.log(0.25) + 0.8 * math.log(0.5)),
+    ]
+    assert loss == pytest.approx(by_hand, rel=1e-5)
+    plain = keras.ops.convert_to_numpy(smoothed_crossentropy(3, 0.0)(labels, probabilities))
+    assert plain == pytest.approx([-math.log(0.7), -math.log(0.5)], rel=1e-5)
+
+
+def test_the_schedules_rates_step_by_step():
+    cosine = learning_rate(Recipe(), 0.1, epochs=4, steps=10)
+    assert [float(cosine(s)) for s in (0, 20, 40)] == pytest.approx([0.1, 0.05, 0.0], abs=1e-7)
+    warm = learning_rate(Recipe(warmup_epochs=1), 0.1, epochs=3, steps=10)  # 10 steps up, 20 down
+    assert [float(warm(s)) for s in (0, 5, 10, 20, 30)] == pytest.approx([0.0, 0.05, 0.1, 0.05, 0.0], abs=1e-7)
+    assert learning_rate(Recipe(schedule="constant"), 0.1, epochs=3, steps=10) == 0.1
+    flat = learning_rate(Recipe(schedule="constant", warmup_epochs=1), 0.1, epochs=3, steps=10)
+    assert [float(flat(s)) for s in (5, 10, 25, 30)] == pytest.approx([0.05, 0.1, 0.1, 0.1], abs=1e-7)
+
+
+def test_random_erasing_erases_a_rectangle_of_each_image_with_its_probability():
+    assert random_erasing(0.0) is None
+    grey = np.full((16, 8, 8, 1), 0.5, dtype="float32")  # erased pixels get noise, clipped to [0, 1]
+    erased = random_erasing(1.0, seed=1)(grey)
+    assert erased.shape == grey.shape and erased.min() >= 0 and erased.max() <= 1
+    changed = (erased != 0.5).reshape(16, -1)
+    assert changed.any(axis=1).all() and not changed.all(axis=1).any()  # every image, never all of it
+    rows, columns = np.nonzero(erased[0, ..., 0] != 0.5)
+    assert changed[0].sum() == (np.ptp(rows) + 1) * (np.ptp(columns) + 1)  # one rectangle
+    half = random_erasing(0.5, seed=2)(np.full((400, 8, 8, 1), 0.5, dtype="float32"))
+    assert 0.35 < (half != 0.5).reshape(400, -1).any(axis=1).mean() < 0.65  # about half the images
+
+
+class Watch(keras.callbacks.Callback):
+    """What ``fit`` trained with: the optimizer, the loss, the first batch."""
+
+    def on_train_begin(self, logs=None):
+        self.optimizer, self.loss = self.model.optimizer, self.model.loss
+
+
+def test_a_tiny_run_trains_with_each_switch_as_stated(digits, tmp_path):
+    recipe = Recipe(label_smoothing=0.2, weight_decay=0.05, ema_momentum=0.5, warmup_epochs=1, random_erasing=0.5)
+    watch = Watch()
+    result = train_final(tiny(), digits, tmp_path / "on", epochs=2, recipe=recipe, verbose=0, callbacks=[watch])
+    optimizer = watch.optimizer
+    assert optimizer.weight_decay == pytest.approx(0.05) and optimizer.use_ema and optimizer.ema_momentum == 0.5
+    assert float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)  # warmed up from 0, decayed to 0
+    assert watch.loss is not None and watch.loss != "sparse_categorical_crossentropy"
+    # the model ends with the weights' moving average
+    for weight, average in zip(watch.model.trainable_weights, optimizer._model_variables_moving_average,
+                               strict=True):  # fmt: skip
+        assert np.allclose(keras.ops.convert_to_numpy(weight), keras.ops.convert_to_numpy(average))
+    assert result.epochs == 2
+    plain = Watch()
+    train_final(tiny(), digits, tmp_path / "off", epochs=2, verbose=0, callbacks=[plain])
+    assert not plain.optimizer.use_ema and plain.loss == "sparse_categorical_crossentropy"
