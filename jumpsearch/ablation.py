@@ -7,6 +7,7 @@ metaparameters, and one family can be resumed or extended without the others.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,14 @@ import optuna
 import pandas as pd
 
 from jumpsearch.data import load_dataset
+from jumpsearch.errors import ConfigError
 from jumpsearch.records import front, trained
 from jumpsearch.results import pareto_front
-from jumpsearch.space import SearchSpace
-from jumpsearch.storage import storage_url
+from jumpsearch.space import SearchSpace, space_from_dict
+from jumpsearch.storage import open_storage, require_jumpsearch_study, storage_url
 from jumpsearch.study import run_search
+
+logger = logging.getLogger(__name__)
 
 
 def run_ablation(
@@ -34,10 +38,31 @@ def run_ablation(
     storage (default ``studies/<space name>.db``). Other keyword arguments go to ``run_search``."""
     data = load_dataset(space.data, data_dir)
     storage = storage_url(storage, space.name)
-    return {
-        family: run_search(space.for_family(family), trials=trials, storage=storage, data=data, **kwargs)
-        for family in space.families
-    }
+    studies = {}
+    for family in space.families:
+        part = space.for_family(family)
+        _store_family_part(storage, part.name, family)
+        studies[family] = run_search(part, trials=trials, storage=storage, data=data, data_dir=data_dir, **kwargs)
+    return studies
+
+
+def _store_family_part(storage: str, study_name: str, family: str) -> None:
+    """A family's study made before each stored its own part of the space holds the whole space file:
+    store its family's part instead (what its trials were drawn from), so that resuming compares it with
+    this family's part of the space now, not with all the families."""
+    opened = open_storage(storage)
+    if study_name not in optuna.get_all_study_names(opened):
+        return
+    study = optuna.load_study(study_name=study_name, storage=opened)
+    require_jumpsearch_study(study, storage)
+    stored = study.user_attrs.get("space")
+    try:
+        whole = space_from_dict({"name": "space", **(stored or {})}, f"study {study_name!r}")
+    except ConfigError:
+        return  # create_study says that it cannot compare, and goes on
+    if len(whole.families) > 1 and family in whole.families:
+        study.set_user_attr("space", {**whole.for_family(family).raw, "name": study_name})
+        logger.info("study %r: stored its family's part of the space instead of the whole file", study_name)
 
 
 def default_budgets(studies: dict[str, optuna.Study], count: int = 4) -> list[int]:

@@ -139,12 +139,12 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from jumpsearch.results import export_configs
+    from jumpsearch.results import export_configs, searched_data
 
     picked = _picked(args)
     if not picked:
         raise JumpsearchError("export: no front trial matches (none completed, or none within the budget)")
-    data = _study_of(args).user_attrs.get("space", {}).get("data")
+    data = searched_data(_study_of(args))
     path = export_configs(picked, args.out, data)
     print(f"wrote {len(picked)} configurations to {path}")
     return 0
@@ -154,9 +154,9 @@ def _train(args: argparse.Namespace) -> int:
     from jumpsearch.config import DATASETS, DataConfig
     from jumpsearch.data import load_dataset
     from jumpsearch.final import train_final
-    from jumpsearch.results import load_configs
+    from jumpsearch.results import exported_data, load_configs
 
-    candidates, data_config = load_configs(args.config)
+    candidates, data_config = load_configs(args.config), exported_data(args.config)
     if not 0 <= args.index < len(candidates):
         raise JumpsearchError(f"{args.config}: --index {args.index}: the file holds {len(candidates)} candidates")
     candidate = candidates[args.index]

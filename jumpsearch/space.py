@@ -14,7 +14,6 @@ and never writes a trial. Every error names the file and the key.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import warnings
@@ -251,10 +250,12 @@ class SearchSpace:
         return make_sampler(self.sampler, self.seed if seed is None else seed)
 
     def for_family(self, family: str) -> SearchSpace:
-        """The sub-space of one family, as its own space named ``<name>-<family>`` (for ``ablate``)."""
-        return dataclasses.replace(
-            self, name=f"{self.name}-{family}", family=Param("fixed", (family,)), model={family: self.model[family]}
-        )
+        """The sub-space of one family, as its own space named ``<name>-<family>`` (for ``ablate``); its
+        ``raw``, which the family's study stores, is that family's part of the file alone."""
+        model = self.raw.get("model") or {}
+        if self.family.kind != "fixed":
+            model = {"family": family, **(model.get(family) or {})}
+        return space_from_dict({**self.raw, "name": f"{self.name}-{family}", "model": model}, self.source)
 
     def _prefix(self, family: str) -> str:
         return f"{family}." if self.family.kind != "fixed" else ""
