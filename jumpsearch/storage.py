@@ -90,7 +90,7 @@ def _prepare_file(url: str, path: Path) -> None:
         raise JumpsearchError(f"storage {url}: cannot create the folder {path.parent} ({e.strerror})") from None
     target = path if path.exists() else path.parent
     if not os.access(target, os.W_OK):
-        raise JumpsearchError(f"storage {url}: {target} is not writable; choose another --storage")
+        raise JumpsearchError(f"storage {url}: {target} is not writable; choose another storage")
 
 
 def _shown(name: object, limit: int = 60) -> str:
