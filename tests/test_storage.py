@@ -1,6 +1,7 @@
 """Storages and studies: another tool's study, storages workers cannot share, servers that never answer,
 names a storage cannot hold — each refused in one line, before anything is written."""
 
+import re
 import socket
 import subprocess
 import sys
@@ -116,22 +117,22 @@ def silent_server():
         connection.close()
 
 
-@pytest.mark.parametrize(("scheme", "command"), [("postgresql://postgres@", "results"), ("redis://", "export")])
-def test_a_server_that_never_answers_fails_in_one_line(silent_server, tmp_path, scheme, command):
-    url = f"{scheme}127.0.0.1:{silent_server}" + ("/test" if scheme.startswith("postgresql") else "")
-    args = [sys.executable, "-m", "jumpsearch", command, "--storage", url]
-    if command == "export":
-        args += ["--out", str(tmp_path / "best.yaml")]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=240)  # hung forever before
+def test_a_server_that_never_answers_fails_the_command_in_one_line(silent_server, tmp_path):
+    url = f"postgresql://postgres@127.0.0.1:{silent_server}/test"
+    args = ["export", "--storage", url, "--out", str(tmp_path / "best.yaml")]
+    result = subprocess.run(
+        [sys.executable, "-m", "jumpsearch", *args], capture_output=True, text=True, timeout=240
+    )  # fmt: skip  (it hung forever before)
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"jumpsearch: error: storage {url}: cannot open it after 3 tries")
     assert not (tmp_path / "best.yaml").exists()
 
 
-def test_a_server_that_never_answers_fails_the_python_api_too(silent_server):
-    url = f"postgresql://postgres@127.0.0.1:{silent_server}/test"
-    with pytest.raises(JumpsearchError, match=f"storage {url}: cannot open it"):
+@pytest.mark.parametrize("scheme", ["redis://", "postgresql+psycopg://postgres@"])
+def test_a_server_that_never_answers_fails_the_python_api_too(silent_server, scheme):
+    url = f"{scheme}127.0.0.1:{silent_server}" + ("/test" if "postgres" in scheme else "")
+    with pytest.raises(JumpsearchError, match=re.escape(f"storage {url}: cannot open it (")):
         open_storage(url, attempts=1)
 
 
