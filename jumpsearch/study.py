@@ -211,7 +211,7 @@ def _check_resume(study_name: str, opened: optuna.storages.BaseStorage, space: S
     if stored is None:
         return []
     try:
-        before = space_from_dict(stored, f"study {study_name!r}")
+        before = space_from_dict({"name": space.name, **stored}, f"study {study_name!r}")  # a file without name:
     except ConfigError as e:
         logger.warning("cannot compare with the space study %r was made from (%s)", study_name, e)
         return []

@@ -271,3 +271,14 @@ def test_each_family_of_an_ablation_resumes_alone_and_old_studies_too(tmp_path, 
     broken = text.replace("layers_per_block: {int: [1, 3]}", "layers_per_block: {choice: [1, 3]}")
     with pytest.raises(JumpsearchError, match="incompatible with study 'old-densenet_bc'.*layers_per_block"):
         run_ablation(load_space(write_space(broken, "broken.yaml")), trials=2, storage=storage, train=fixed_result())
+
+
+def test_a_study_from_a_space_file_without_a_name_is_still_compared_on_resume(tmp_path, write_space):
+    """The stored file has no ``name:`` (the study is named after the file): resuming it with a changed
+    choice is refused like any other, not waved through."""
+    text = "\n".join(line for line in write_space().read_text().splitlines() if not line.startswith("name:"))
+    storage = f"sqlite:///{tmp_path}/n.db"
+    run_search(load_space(write_space(text, "plain.yaml")), trials=1, storage=storage, train=fixed_result())
+    changed = load_space(write_space(text.replace("choice: [8, 16]", "choice: [8, 16, 24]"), "plain.yaml"))
+    with pytest.raises(JumpsearchError, match="incompatible with study 'plain'.*base_filters choice"):
+        run_search(changed, trials=2, storage=storage, train=fixed_result())
