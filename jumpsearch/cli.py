@@ -144,7 +144,7 @@ def _export(args: argparse.Namespace) -> int:
     picked = _picked(args)
     if not picked:
         raise JumpsearchError("export: no front trial matches (none completed, or none within the budget)")
-    data = searched_data(_study_of(args))
+    data = searched_data(_study_of(args), args.data_dir)
     path = export_configs(picked, args.out, data)
     print(f"wrote {len(picked)} configurations to {path}")
     return 0
@@ -334,6 +334,9 @@ def make_parser() -> argparse.ArgumentParser:
     _study_arguments(export)
     _pick_arguments(export)
     export.add_argument("--out", required=True, metavar="FILE", help="e.g. best.yaml or best.json")
+    export.add_argument(
+        "--data-dir", metavar="DIR", help="where the data set lies, for train (default: what the search was given)"
+    )
     export.set_defaults(func=_export)
 
     train = commands.add_parser(

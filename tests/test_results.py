@@ -267,6 +267,8 @@ def test_an_export_carries_the_data_the_search_read_and_train_finds_it(tmp_path,
     monkeypatch.chdir(out)
     assert main(["export", "--storage", url, "-k", "1", "--out", "best.yaml"]) == 0
     assert exported_data("best.yaml").path == str(tmp_path / "data" / "shapes.npz")
+    assert main(["export", "--storage", url, "--data-dir", "missing.npz", "--out", "other.yaml"]) == 2
+    assert not Path("other.yaml").exists()
     result = subprocess.run(
         [sys.executable, "-m", "jumpsearch", "train", "best.yaml", "--epochs", "1", "--out", "model"],
         capture_output=True, text=True, timeout=300,
