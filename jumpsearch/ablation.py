@@ -18,7 +18,7 @@ import pandas as pd
 from jumpsearch.data import load_dataset
 from jumpsearch.errors import ConfigError
 from jumpsearch.records import front, trained
-from jumpsearch.results import pareto_front
+from jumpsearch.results import grouped_columns, pareto_front
 from jumpsearch.space import SearchSpace, space_from_dict
 from jumpsearch.storage import open_storage, require_jumpsearch_study, storage_url
 from jumpsearch.study import run_search
@@ -95,7 +95,7 @@ def ablation_table(studies: dict[str, optuna.Study], budgets: list[int]) -> pd.D
 def fronts(studies: dict[str, optuna.Study]) -> pd.DataFrame:
     """Every family's Pareto front in one table, with a ``family`` column."""
     tables = [t.assign(family=f) for f, study in studies.items() if not (t := pareto_front(study)).empty]
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return grouped_columns(pd.concat(tables, ignore_index=True)) if tables else pd.DataFrame()
 
 
 def fronts_figure(table: pd.DataFrame, title: str):  # -> plotly.graph_objects.Figure

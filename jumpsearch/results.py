@@ -13,13 +13,14 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial
 
-from jumpsearch.config import Candidate, DataConfig, ModelConfig
+from jumpsearch.config import Candidate, DataConfig, ModelConfig, TrainingConfig
 from jumpsearch.errors import JumpsearchError
 from jumpsearch.records import front as front_trials
 from jumpsearch.space import read_yaml
 from jumpsearch.storage import check_study_name, open_storage, redact, require_existing, require_jumpsearch_study
 
 ACCURACY_COLUMNS = ("accuracy", "confirmed", "search", "reseeded", "mean", "spread", "se")
+MEASURED = ("trial", "accuracy", "se", "confirmed", "params", "flops", "train_seconds")
 # Set by the data set, the same in every trial: left out of the table.
 FROM_DATA = ("input_shape", "num_classes")
 
@@ -77,10 +78,20 @@ def pareto_front(study: optuna.Study, trials: list[int] | None = None) -> pd.Dat
             "train_seconds": trial.user_attrs.get("train_seconds"),
         }
         rows.append(row)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, dtype=object)  # a configuration's values as they are: 8, not 8.0 beside a blank
+    measured = [c for c in MEASURED if c in table.columns]
+    table[measured] = table[measured].apply(pd.to_numeric)
+    table = grouped_columns(table)
     if table.empty or trials is not None:
         return table
     return table.sort_values(["accuracy", "params"], ascending=[False, True], ignore_index=True)
+
+
+def grouped_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of several families in one table: every family's metaparameters together, before the
+    training recipe (a table's columns otherwise come in the order rows first name them)."""
+    recipe = [c for c in [*TrainingConfig.field_types(), "train_seconds"] if c in table.columns]
+    return table[[c for c in table.columns if c not in recipe] + recipe]
 
 
 def _metaparameters(model: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +103,13 @@ def _metaparameters(model: dict[str, Any]) -> dict[str, Any]:
     return {k: model[k] for k in ["family", *own, *shared] if k in model and k not in FROM_DATA}
 
 
+def _cell(value: Any) -> Any:
+    """A configuration's value as the table shows it: [3, 4, 3] as 3-4-3, nothing for None or a blank."""
+    if isinstance(value, list):
+        return "-".join(map(str, value))
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
 def format_table(table: pd.DataFrame) -> str:
     """Readable widths: lists as 3-4-3, big counts with thousands separators, blanks for what a row's
     family does not have."""
@@ -99,8 +117,8 @@ def format_table(table: pd.DataFrame) -> str:
         return "(the study has no completed trial yet)"
     shown = table.copy()
     for column in shown.columns:
-        if shown[column].map(lambda v: isinstance(v, list)).any():
-            shown[column] = shown[column].map(lambda v: "-".join(map(str, v)) if isinstance(v, list) else v)
+        if shown[column].dtype == object:
+            shown[column] = shown[column].map(_cell)
     accuracy = "{:.4f}".format
     formats = {"params": "{:,}".format, "flops": "{:,}".format}
     for column in shown.columns:  # accuracies: the search's, confirm's runs and their mean; "se" its noise

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from jumpsearch.errors import JumpsearchError
 
@@ -121,9 +122,12 @@ def check_study_name(name: object) -> None:
 def require_jumpsearch_study(study: optuna.Study, url: str | None = None) -> None:
     """Refuse a study that another tool (plain Optuna, say) made in the same storage: its trials hold
     none of what jumpsearch reads, and jumpsearch must not write its space into it. A jumpsearch study
-    stores its space; a study with no trial and no attribute at all is one that another jumpsearch
-    process is creating at this moment, and is taken as jumpsearch's."""
-    if "space" in study.user_attrs or (not study.user_attrs and not study.get_trials(deepcopy=False)):
+    stores its space. A study with no attribute and no trial that ran is taken as jumpsearch's: another
+    jumpsearch process is creating it at this moment, or someone made it to enqueue points to try first."""
+    if "space" in study.user_attrs:
+        return
+    ran = study.get_trials(deepcopy=False, states=[s for s in TrialState if s != TrialState.WAITING])
+    if not study.user_attrs and not ran:
         return
     where = f" in {redact(url)}" if url else ""
     raise JumpsearchError(
