@@ -183,6 +183,8 @@ def open_storage(
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; the warning is noise
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return _open(url, heartbeat)
+        except JumpsearchError:
+            raise
         except Exception as e:
             reason = " ".join(str(e).split()) or type(e).__name__
             if isinstance(e, unreachable) and attempt + 1 < attempts:
