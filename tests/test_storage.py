@@ -167,3 +167,9 @@ def test_study_names_no_storage_can_hold_are_refused_before_writing(tmp_path, wr
     study = create_study(space, PG, name + "x" * (MAX_STUDY_NAME - len(name)))
     assert len(study.study_name) == MAX_STUDY_NAME
     optuna.delete_study(study_name=study.study_name, storage=PG)
+
+
+def test_a_malformed_storage_url_is_named_once_without_its_password(capsys):
+    assert main(["results", "--storage", "postgresql://me:secret@db.internal:port/jobs"]) == 2
+    line = one_error_line(capsys)
+    assert "storage postgresql://me:***@db.internal:port/jobs: not a storage URL" in line and "secret" not in line
