@@ -56,7 +56,10 @@ def test_a_study_another_tool_made_is_refused_before_anything_is_written(tmp_pat
                     ["confirm"]):  # fmt: skip
         assert main([*command, *picked]) == 2
         assert refusal in one_error_line(capsys)
-    space = load_space(write_space())
+    path = write_space()
+    assert main(["run", "--space", str(path), *picked, "--trials", "1", "-q"]) == 2
+    assert refusal in one_error_line(capsys)
+    space = load_space(path)
     for call in (
         lambda: create_study(space, storage, "theirs"),
         lambda: load_study(storage, "theirs"),
