@@ -66,13 +66,20 @@ def _store_family_part(storage: str, study_name: str, family: str) -> None:
 
 
 def default_budgets(studies: dict[str, optuna.Study], count: int = 4) -> list[int]:
-    """``count`` parameter budgets spaced evenly in log between the smallest and largest model trained."""
+    """``count`` parameter budgets spaced evenly in log between the smallest and largest model trained,
+    rounded up to two significant figures: the last holds every model."""
     params = [t.user_attrs["params"] for study in studies.values() for t in trained(study)]
     if not params:
         return []
     low, high = math.log10(min(params)), math.log10(max(params))
     steps = [low + (high - low) * (i + 1) / count for i in range(count)]
-    return sorted({int(float(f"{10**s:.2g}")) for s in steps})
+    return sorted({_two_figures_up(max(10**s, 1)) for s in steps[:-1]} | {_two_figures_up(max(params))})
+
+
+def _two_figures_up(x: float) -> int:
+    """The smallest number of two significant figures at or above ``x`` (32,450 → 33,000)."""
+    unit = 10 ** max(math.floor(math.log10(x)) - 1, 0)
+    return math.ceil(round(x / unit, 9)) * unit
 
 
 def ablation_table(studies: dict[str, optuna.Study], budgets: list[int]) -> pd.DataFrame:

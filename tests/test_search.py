@@ -282,3 +282,14 @@ def test_a_study_from_a_space_file_without_a_name_is_still_compared_on_resume(tm
     changed = load_space(write_space(text.replace("choice: [8, 16]", "choice: [8, 16, 24]"), "plain.yaml"))
     with pytest.raises(JumpsearchError, match="incompatible with study 'plain'.*base_filters choice"):
         run_search(changed, trials=2, storage=storage, train=fixed_result())
+
+
+def test_the_ablations_largest_budget_holds_every_model():
+    from jumpsearch.ablation import default_budgets
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for params in (1_234, 5_000, 32_450):  # 32,450 to two figures is 32,000: under the largest model
+        study.add_trial(optuna.trial.create_trial(values=[0.5, params], user_attrs={"params": params}))
+    budgets = default_budgets({"jumpnet": study})
+    assert budgets == sorted(budgets) and len(budgets) == 4
+    assert budgets[-1] == 33_000 and budgets[0] >= 1_234
