@@ -18,7 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from jumpsearch.device import setup_device
+
+setup_device()  # imports TensorFlow with its start-up lines kept off the terminal, as the CLI does
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -28,7 +30,6 @@ from jumpsearch import Candidate, JumpNetConfig, TrainingConfig, build_model, ca
 from jumpsearch.config import DataConfig  # noqa: E402
 from jumpsearch.counting import count  # noqa: E402
 from jumpsearch.data import Dataset, load_dataset  # noqa: E402
-from jumpsearch.device import setup_device  # noqa: E402
 from jumpsearch.optimizers import make_optimizer  # noqa: E402
 from jumpsearch.records import searched  # noqa: E402
 from jumpsearch.space import load_space  # noqa: E402

@@ -21,7 +21,15 @@ from jumpsearch.models.jumpnet import JumpNetConfig
 from jumpsearch.models.resnet_v2 import ResNetV2Config
 from jumpsearch.recipe import Recipe
 from jumpsearch.report import write_report
-from jumpsearch.results import Best, best_configs, export_configs, load_configs, load_study, pareto_front
+from jumpsearch.results import (
+    Best,
+    best_configs,
+    export_configs,
+    exported_data,
+    load_configs,
+    load_study,
+    pareto_front,
+)
 from jumpsearch.schedule import Schedule
 from jumpsearch.space import SearchSpace, load_space
 from jumpsearch.study import create_study, run_search
@@ -56,6 +64,7 @@ __all__ = [
     "count_params",
     "create_study",
     "export_configs",
+    "exported_data",
     "load_configs",
     "load_dataset",
     "load_space",

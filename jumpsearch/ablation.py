@@ -7,6 +7,7 @@ metaparameters, and one family can be resumed or extended without the others.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,14 @@ import optuna
 import pandas as pd
 
 from jumpsearch.data import load_dataset
+from jumpsearch.errors import ConfigError
 from jumpsearch.records import front, trained
-from jumpsearch.results import pareto_front
-from jumpsearch.space import SearchSpace
-from jumpsearch.storage import storage_url
+from jumpsearch.results import grouped_columns, pareto_front
+from jumpsearch.space import SearchSpace, space_from_dict
+from jumpsearch.storage import open_storage, require_jumpsearch_study, storage_url
 from jumpsearch.study import run_search
+
+logger = logging.getLogger(__name__)
 
 
 def run_ablation(
@@ -34,20 +38,48 @@ def run_ablation(
     storage (default ``studies/<space name>.db``). Other keyword arguments go to ``run_search``."""
     data = load_dataset(space.data, data_dir)
     storage = storage_url(storage, space.name)
-    return {
-        family: run_search(space.for_family(family), trials=trials, storage=storage, data=data, **kwargs)
-        for family in space.families
-    }
+    studies = {}
+    for family in space.families:
+        part = space.for_family(family)
+        _store_family_part(storage, part.name, family)
+        studies[family] = run_search(part, trials=trials, storage=storage, data=data, data_dir=data_dir, **kwargs)
+    return studies
+
+
+def _store_family_part(storage: str, study_name: str, family: str) -> None:
+    """A family's study made before each stored its own part of the space holds the whole space file:
+    store its family's part instead (what its trials were drawn from), so that resuming compares it with
+    this family's part of the space now, not with all the families."""
+    opened = open_storage(storage)
+    if study_name not in optuna.get_all_study_names(opened):
+        return
+    study = optuna.load_study(study_name=study_name, storage=opened)
+    require_jumpsearch_study(study, storage)
+    stored = study.user_attrs.get("space")
+    try:
+        whole = space_from_dict({"name": "space", **(stored or {})}, f"study {study_name!r}")
+    except ConfigError:
+        return  # create_study says that it cannot compare, and goes on
+    if len(whole.families) > 1 and family in whole.families:
+        study.set_user_attr("space", {**whole.for_family(family).raw, "name": study_name})
+        logger.info("study %r: stored its family's part of the space instead of the whole file", study_name)
 
 
 def default_budgets(studies: dict[str, optuna.Study], count: int = 4) -> list[int]:
-    """``count`` parameter budgets spaced evenly in log between the smallest and largest model trained."""
+    """``count`` parameter budgets spaced evenly in log between the smallest and largest model trained,
+    rounded up to two significant figures: the last holds every model."""
     params = [t.user_attrs["params"] for study in studies.values() for t in trained(study)]
     if not params:
         return []
     low, high = math.log10(min(params)), math.log10(max(params))
     steps = [low + (high - low) * (i + 1) / count for i in range(count)]
-    return sorted({int(float(f"{10**s:.2g}")) for s in steps})
+    return sorted({_two_figures_up(max(10**s, 1)) for s in steps[:-1]} | {_two_figures_up(max(params))})
+
+
+def _two_figures_up(x: float) -> int:
+    """The smallest number of two significant figures at or above ``x`` (32,450 → 33,000)."""
+    unit = 10 ** max(math.floor(math.log10(x)) - 1, 0)
+    return math.ceil(round(x / unit, 9)) * unit
 
 
 def ablation_table(studies: dict[str, optuna.Study], budgets: list[int]) -> pd.DataFrame:
@@ -70,7 +102,7 @@ def ablation_table(studies: dict[str, optuna.Study], budgets: list[int]) -> pd.D
 def fronts(studies: dict[str, optuna.Study]) -> pd.DataFrame:
     """Every family's Pareto front in one table, with a ``family`` column."""
     tables = [t.assign(family=f) for f, study in studies.items() if not (t := pareto_front(study)).empty]
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return grouped_columns(pd.concat(tables, ignore_index=True)) if tables else pd.DataFrame()
 
 
 def fronts_figure(table: pd.DataFrame, title: str):  # -> plotly.graph_objects.Figure

@@ -214,12 +214,12 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from jumpsearch.results import export_configs
+    from jumpsearch.results import export_configs, searched_data
 
     picked = _picked(args)
     if not picked:
         raise JumpsearchError("export: no front trial matches (none completed, or none within the budget)")
-    data = _study_of(args).user_attrs.get("space", {}).get("data")
+    data = searched_data(_study_of(args), args.data_dir)
     path = export_configs(picked, args.out, data)
     print(f"wrote {len(picked)} configurations to {path}")
     return 0
@@ -229,9 +229,9 @@ def _train(args: argparse.Namespace) -> int:
     from jumpsearch.config import DATASETS, DataConfig
     from jumpsearch.data import load_dataset
     from jumpsearch.final import check_fits, train_final
-    from jumpsearch.results import load_configs
+    from jumpsearch.results import exported_data, load_configs
 
-    candidates, data_config = load_configs(args.config)
+    candidates, data_config = load_configs(args.config), exported_data(args.config)
     if args.index >= len(candidates):
         raise JumpsearchError(f"{args.config}: --index {args.index}: the file holds {len(candidates)} candidates")
     candidate = candidates[args.index]
@@ -409,6 +409,9 @@ def make_parser() -> argparse.ArgumentParser:
     _study_arguments(export)
     _pick_arguments(export)
     export.add_argument("--out", required=True, metavar="FILE", help="e.g. best.yaml or best.json")
+    export.add_argument(
+        "--data-dir", metavar="DIR", help="where the data set lies, for train (default: what the search was given)"
+    )
     export.set_defaults(func=_export)
 
     train = commands.add_parser(

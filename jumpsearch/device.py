@@ -78,6 +78,7 @@ def backend() -> str:
     told that TensorFlow is absent, so that it does not import it for its own optional uses (seeding
     tf.random, recognizing TensorFlow types): the package then runs the same where TensorFlow is not
     installed at all."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's later C++ notes, e.g. tf.data's, too
     with quiet_native_stderr():
         import keras
     name = keras.config.backend()

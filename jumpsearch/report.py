@@ -12,6 +12,7 @@ import yaml
 
 from jumpsearch.records import front, stopped, summary, trained
 from jumpsearch.results import pareto_front
+from jumpsearch.storage import require_jumpsearch_study
 
 
 def _objective_names(study: optuna.Study) -> list[str]:
@@ -174,7 +175,9 @@ def _figures(study: optuna.Study) -> list[tuple[str, object]]:
 
 def write_report(study: optuna.Study, path: str | Path) -> Path:
     """Write the study's report: the fronts against params and FLOPs, history, importances for each
-    objective, parallel coordinates, the front as a table, and the space the study searched."""
+    objective, parallel coordinates, the front as a table, and the space the study searched. Refuses a
+    study that jumpsearch did not make."""
+    require_jumpsearch_study(study)
     path = Path(path)
     sections = []
     first = True

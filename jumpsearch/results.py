@@ -13,23 +13,16 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial
 
-from jumpsearch.config import Candidate, DataConfig, ModelConfig
+from jumpsearch.config import Candidate, DataConfig, ModelConfig, TrainingConfig
 from jumpsearch.errors import JumpsearchError
 from jumpsearch.records import front as front_trials
 from jumpsearch.space import read_yaml
-from jumpsearch.storage import open_storage, redact, require_existing
+from jumpsearch.storage import check_study_name, open_storage, redact, require_existing, require_jumpsearch_study
 
 ACCURACY_COLUMNS = ("accuracy", "confirmed", "search", "reseeded", "mean", "spread", "se")
-# Metaparameters shown in the table, in this order; others in a configuration follow them.
-COLUMNS = (
-    "family",
-    "blocks_per_group",
-    "base_filters",
-    "growth_rate",
-    "jump_spacing",
-    "jump_width",
-    "stem_filters",
-)
+MEASURED = ("trial", "accuracy", "se", "confirmed", "params", "flops", "train_seconds")
+# Set by the data set, the same in every trial: left out of the table.
+FROM_DATA = ("input_shape", "num_classes")
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -42,20 +35,24 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
 
 
 def load_study(storage: str, study_name: str | None = None) -> optuna.Study:
-    """Load a study; without a name, the storage's only study. Never creates a storage."""
+    """Load a jumpsearch study; without a name, the storage's only study. Never creates a storage, and
+    refuses a study another tool made there."""
+    if study_name is not None:
+        check_study_name(study_name)
     require_existing(storage)
     opened = open_storage(storage)
-    names = [s.study_name for s in optuna.get_all_study_summaries(opened, include_best_trial=False)]
+    names = optuna.get_all_study_names(opened)
+    found = ", ".join(repr(n) for n in names[:20]) or "none"
     if study_name is None:
         if len(names) != 1:
-            found = ", ".join(names) if names else "none"
-            raise JumpsearchError(f"storage {redact(storage)}: name the study with --study-name (studies: {found})")
+            held = "several studies; name one" if names else "no study"
+            raise JumpsearchError(f"storage {redact(storage)}: holds {held} (studies: {found})")
         study_name = names[0]
     if study_name not in names:
-        raise JumpsearchError(
-            f"storage {redact(storage)}: no study named {study_name!r} (studies: {', '.join(names) or 'none'})"
-        )
-    return optuna.load_study(study_name=study_name, storage=opened)
+        raise JumpsearchError(f"storage {redact(storage)}: no study named {study_name!r} (studies: {found})")
+    study = optuna.load_study(study_name=study_name, storage=opened)
+    require_jumpsearch_study(study, storage)
+    return study
 
 
 def pareto_front(study: optuna.Study, trials: list[int] | None = None) -> pd.DataFrame:
@@ -63,12 +60,12 @@ def pareto_front(study: optuna.Study, trials: list[int] | None = None) -> pd.Dat
     error, the confirmed accuracy where ``confirm`` ran, params, FLOPs, then the metaparameters."""
     from jumpsearch.confirm import confirmed_accuracy
 
+    require_jumpsearch_study(study)
     confirmed = confirmed_accuracy(study)
     chosen = front_trials(study) if trials is None else [study.trials[n] for n in trials]
     rows = []
     for trial in chosen:
         config = trial.user_attrs.get("config", {})
-        model, training = config.get("model", {}), config.get("training", {})
         row = {
             "trial": trial.number,
             "accuracy": trial.values[0],
@@ -76,25 +73,52 @@ def pareto_front(study: optuna.Study, trials: list[int] | None = None) -> pd.Dat
             **({"confirmed": confirmed.get(trial.number)} if confirmed else {}),
             "params": trial.user_attrs.get("params"),
             "flops": trial.user_attrs.get("flops"),
+            **_metaparameters(config.get("model", {})),
+            **config.get("training", {}),
+            "train_seconds": trial.user_attrs.get("train_seconds"),
         }
-        row.update({k: model[k] for k in COLUMNS if k in model})
-        row.update({k: v for k, v in training.items() if k in ("optimizer", "learning_rate", "batch_size", "epochs")})
-        row["train_seconds"] = trial.user_attrs.get("train_seconds")
         rows.append(row)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, dtype=object)  # a configuration's values as they are: 8, not 8.0 beside a blank
+    measured = [c for c in MEASURED if c in table.columns]
+    table[measured] = table[measured].apply(pd.to_numeric)
+    table = grouped_columns(table)
     if table.empty or trials is not None:
         return table
     return table.sort_values(["accuracy", "params"], ascending=[False, True], ignore_index=True)
 
 
+def grouped_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of several families in one table: every family's metaparameters together, before the
+    training recipe (a table's columns otherwise come in the order rows first name them)."""
+    recipe = [c for c in [*TrainingConfig.field_types(), "train_seconds"] if c in table.columns]
+    return table[[c for c in table.columns if c not in recipe] + recipe]
+
+
+def _metaparameters(model: dict[str, Any]) -> dict[str, Any]:
+    """A model configuration as the table shows it: the family, its own metaparameters (whichever the
+    family: ``layers_per_block``, ``compression``, ``jump_spacing``…), then the stem every family shares;
+    not what the data set sets."""
+    shared = list(ModelConfig.field_types())
+    own = [k for k in model if k not in shared and k != "family"]
+    return {k: model[k] for k in ["family", *own, *shared] if k in model and k not in FROM_DATA}
+
+
+def _cell(value: Any) -> Any:
+    """A configuration's value as the table shows it: [3, 4, 3] as 3-4-3, nothing for None or a blank."""
+    if isinstance(value, list):
+        return "-".join(map(str, value))
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
 def format_table(table: pd.DataFrame) -> str:
-    """Readable widths: tuples as 3-4-3, big counts with thousands separators."""
+    """Readable widths: lists as 3-4-3, big counts with thousands separators, blanks for what a row's
+    family does not have."""
     if table.empty:
         return "(the study has no completed trial yet)"
     shown = table.copy()
-    for column in ("blocks_per_group", "stem_filters"):
-        if column in shown:
-            shown[column] = shown[column].map(lambda v: "-".join(map(str, v)) if isinstance(v, list) else v)
+    for column in shown.columns:
+        if shown[column].dtype == object:
+            shown[column] = shown[column].map(_cell)
     accuracy = "{:.4f}".format
     formats = {"params": "{:,}".format, "flops": "{:,}".format}
     for column in shown.columns:  # accuracies: the search's, confirm's runs and their mean; "se" its noise
@@ -131,7 +155,10 @@ class Best:
 
 
 def _as_study(study_or_storage: optuna.Study | str, study_name: str | None) -> optuna.Study:
-    return study_or_storage if isinstance(study_or_storage, optuna.Study) else load_study(study_or_storage, study_name)
+    if isinstance(study_or_storage, optuna.Study):
+        require_jumpsearch_study(study_or_storage)
+        return study_or_storage
+    return load_study(study_or_storage, study_name)
 
 
 def knee(front: list[Best]) -> Best:
@@ -203,9 +230,23 @@ def _confirmed_front(study: optuna.Study) -> list[Best]:
     return [_best(study.trials[n], confirmed[n]) for n in sorted(kept)]
 
 
+def searched_data(study: optuna.Study, data_dir: str | Path | None = None) -> dict[str, Any] | None:
+    """The data set a study searched, as an export records it: the space's ``data`` section, with the
+    folder or file it was read from (``data_dir``, else the one the search was given and recorded as
+    the study's ``data_dir``), so that ``jumpsearch train`` on the exported file finds the data."""
+    if data_dir is not None and not Path(data_dir).exists():
+        raise JumpsearchError(f"data_dir {data_dir}: no such file or folder")
+    data = study.user_attrs.get("space", {}).get("data")
+    where = data_dir if data_dir is not None else study.user_attrs.get("data_dir")
+    if where is None:
+        return data
+    return {**(data or {}), "path": str(Path(where).resolve())}
+
+
 def export_configs(best: list[Best], path: str | Path, data: dict[str, Any] | None = None) -> Path:
-    """Write candidates (with what they measured, and the data set they were searched on) as YAML or
-    JSON, by the file's suffix; ``load_configs`` and ``jumpsearch train`` read it back."""
+    """Write candidates (with what they measured, and the data set they were searched on: see
+    ``searched_data``) as YAML or JSON, by the file's suffix; ``load_configs`` and ``jumpsearch train``
+    read it back."""
     path = Path(path)
     document = {"data": data, "candidates": [b.to_dict() for b in best]}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,8 +255,18 @@ def export_configs(best: list[Best], path: str | Path, data: dict[str, Any] | No
     return path
 
 
-def load_configs(path: str | Path) -> tuple[list[Candidate], DataConfig | None]:
-    """Read a file from ``export_configs`` (or a single candidate mapping) back into candidates."""
+def load_configs(path: str | Path) -> list[Candidate]:
+    """The candidates of a file from ``export_configs`` (or of a single candidate mapping), in order:
+    ``build_model(candidates[0].model)`` builds the first. ``exported_data`` reads its data set."""
+    return _read_export(path)[0]
+
+
+def exported_data(path: str | Path) -> DataConfig | None:
+    """The data set a file from ``export_configs`` names (None if it names none)."""
+    return _read_export(path)[1]
+
+
+def _read_export(path: str | Path) -> tuple[list[Candidate], DataConfig | None]:
     path = Path(path)
     document = read_yaml(path, "configurations")  # YAML reads JSON too
     if isinstance(document, dict) and "candidates" in document:

@@ -14,7 +14,6 @@ and never writes a trial. Every error names the file and the key.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import re
@@ -346,15 +345,11 @@ class SearchSpace:
 
     def for_family(self, family: str) -> SearchSpace:
         """The sub-space of one family, as its own space named ``<name>-<family>`` (for ``ablate``); its
-        ``raw`` is that sub-space's file, so that its study stores (and resumes against) its family alone."""
-        name = f"{self.name}-{family}"
+        ``raw``, which the family's study stores, is that family's part of the file alone."""
         model = self.raw.get("model") or {}
         if self.family.kind != "fixed":
             model = {"family": family, **(model.get(family) or {})}
-        raw = {**self.raw, "name": name, "model": model}
-        return dataclasses.replace(
-            self, name=name, family=Param("fixed", (family,)), model={family: self.model[family]}, raw=raw
-        )
+        return space_from_dict({**self.raw, "name": f"{self.name}-{family}", "model": model}, self.source)
 
     def _prefix(self, family: str) -> str:
         return f"{family}." if self.family.kind != "fixed" else ""

@@ -1,7 +1,9 @@
 """Optuna storages from a URL, with heartbeats so a dead worker's trial is failed and retried.
 
 The one place that knows storage URLs: the default location, the SQLite and journal file paths inside
-them, whether they exist or can be written, and which errors mean "the server did not answer".
+them, whether they exist or can be written, which a worker process cannot share, how long a server may
+take to answer, which errors mean "the server did not answer", and what a storage can hold (study names)
+and whose study it is (a study another tool made in the same storage is refused, never written to).
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ import os
 import random
 import re
 import time
+import unicodedata
+import urllib.parse
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from jumpsearch.errors import JumpsearchError
 
@@ -21,6 +27,9 @@ HEARTBEAT_INTERVAL = 30  # seconds between a running trial's heartbeats
 GRACE_FACTOR = 4  # a running trial silent for this many heartbeats is failed and queued again
 MAX_RETRY = 3
 CONNECT_ATTEMPTS = 3
+CONNECT_TIMEOUT = 5  # seconds a server may take to answer a connection (then the attempt fails)
+STATEMENT_TIMEOUT = 120  # seconds a server may take over one statement or command
+MAX_STUDY_NAME = 512  # characters of Optuna's study_name column (RDB storages); held everywhere alike
 SQLITE = "sqlite:///"
 
 
@@ -34,12 +43,37 @@ def redact(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
+def _parsed(url: str) -> Any:  # -> sqlalchemy.engine.URL
+    """An RDB URL as SQLAlchemy reads it, or JumpsearchError naming it."""
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:
+        raise JumpsearchError(f"storage {redact(url)}: not a storage URL ({e})") from None
+
+
+def _is_sqlite(url: str) -> bool:
+    return url.split(":", 1)[0].split("+", 1)[0] == "sqlite"
+
+
+def _in_memory(url: str) -> bool:
+    """A SQLite database that lives in one process's memory (``sqlite://``, ``sqlite:///``,
+    ``sqlite:///:memory:``, a ``file:…?mode=memory`` URI): nothing stored there outlives the process, and
+    worker processes cannot share it."""
+    parsed = _parsed(url)
+    database = parsed.database or ""
+    return database in ("", ":memory:") or database.startswith("file::memory:") or parsed.query.get("mode") == "memory"
+
+
 def local_file(url: str) -> Path | None:
     """The file behind a SQLite URL or a journal path; None for a server or an in-memory database."""
-    if url.startswith(SQLITE):
-        path = url[len(SQLITE) :]
-        return Path(path) if path and path != ":memory:" else None
-    return Path(url) if "://" not in url else None
+    if "://" not in url:
+        return Path(url)
+    if not _is_sqlite(url) or _in_memory(url):
+        return None
+    return Path(_parsed(url).database)
 
 
 def require_existing(url: str) -> None:
@@ -57,7 +91,49 @@ def _prepare_file(url: str, path: Path) -> None:
         raise JumpsearchError(f"storage {url}: cannot create the folder {path.parent} ({e.strerror})") from None
     target = path if path.exists() else path.parent
     if not os.access(target, os.W_OK):
-        raise JumpsearchError(f"storage {url}: {target} is not writable; choose another --storage")
+        raise JumpsearchError(f"storage {url}: {target} is not writable; choose another storage")
+
+
+def _shown(name: object, limit: int = 60) -> str:
+    """A name as a message quotes it: at most ``limit`` characters of it."""
+    text = repr(name)
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def check_study_name(name: object) -> None:
+    """Refuse, before anything is written, a study name that not every storage can hold: Optuna's RDB
+    schema keeps 512 characters, PostgreSQL refuses a NUL, and no driver can write text that is not
+    valid Unicode. Holding every storage to the strictest keeps a study movable between them."""
+    if not isinstance(name, str) or not name:
+        raise JumpsearchError(f"study name: expected a non-empty string, got {_shown(name)}")
+    if len(name) > MAX_STUDY_NAME:
+        raise JumpsearchError(
+            f"study name {_shown(name)}: {len(name)} characters; a storage holds at most {MAX_STUDY_NAME}"
+        )
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JumpsearchError(f"study name {_shown(name)}: not valid Unicode text") from None
+    control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise JumpsearchError(f"study name {_shown(name)}: holds the control character {control!r}")
+
+
+def require_jumpsearch_study(study: optuna.Study, url: str | None = None) -> None:
+    """Refuse a study that another tool (plain Optuna, say) made in the same storage: its trials hold
+    none of what jumpsearch reads, and jumpsearch must not write its space into it. A jumpsearch study
+    stores its space. A study with no attribute and no trial that ran is taken as jumpsearch's: another
+    jumpsearch process is creating it at this moment, or someone made it to enqueue points to try first."""
+    if "space" in study.user_attrs:
+        return
+    ran = study.get_trials(deepcopy=False, states=[s for s in TrialState if s != TrialState.WAITING])
+    if not study.user_attrs and not ran:
+        return
+    where = f" in {redact(url)}" if url else ""
+    raise JumpsearchError(
+        f"study {_shown(study.study_name)}{where} was not made by jumpsearch (it stores no search space); "
+        "choose another study name, or another storage"
+    )
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:
@@ -87,6 +163,12 @@ def open_storage(
     ``heartbeat`` is the seconds between a running trial's heartbeats (RDB storages); a trial silent for
     four of them is failed and queued again.
     """
+    if _is_sqlite(url) and _in_memory(url):
+        raise JumpsearchError(
+            f"storage {redact(url)}: names no file, so SQLite would keep the study in this process's memory, "
+            "where worker processes cannot share it and nothing outlives the command; name a file, e.g. "
+            "sqlite:///studies/x.db"
+        )
     path = local_file(url)
     if path is not None:
         if "://" not in url and not url.endswith(".log"):
@@ -101,6 +183,8 @@ def open_storage(
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; the warning is noise
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return _open(url, heartbeat)
+        except JumpsearchError:
+            raise
         except Exception as e:
             reason = " ".join(str(e).split()) or type(e).__name__
             if isinstance(e, unreachable) and attempt + 1 < attempts:
@@ -111,16 +195,45 @@ def open_storage(
     raise AssertionError("unreachable")
 
 
+def _with_query(url: str, defaults: dict[str, Any]) -> str:
+    """``url`` with ``defaults`` added to its query, where it does not set them itself."""
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode({**defaults, **query})))
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    """The driver's time limits, so that a server that accepts connections but never answers fails the
+    command in seconds instead of hanging it: SQLite waits up to 60 s for another worker's write lock
+    (rather than failing "database is locked"); libpq drivers (PostgreSQL) and MySQL's get a connect
+    timeout and a limit on each statement. A setting in the URL's own query wins."""
+    if _is_sqlite(url):
+        return {"timeout": 60}
+    parsed = _parsed(url)
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    limits: dict[str, Any] = {}
+    if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
+        limits = {"connect_timeout": CONNECT_TIMEOUT, "options": f"-c statement_timeout={STATEMENT_TIMEOUT * 1000}"}
+    elif backend == "mysql" and driver in ("mysqldb", "pymysql"):
+        limits = {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": STATEMENT_TIMEOUT,
+                  "write_timeout": STATEMENT_TIMEOUT}  # fmt: skip
+    return {k: v for k, v in limits.items() if k not in parsed.query}
+
+
 def _open(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
-    if url.startswith("redis://"):
+    if url.startswith(("redis://", "rediss://")):
         import redis
 
-        redis.Redis.from_url(url).ping()  # Optuna connects lazily; fail now, not mid-search
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
+        # Optuna connects lazily; fail now, not mid-search, and within seconds when nothing answers.
+        probe = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": CONNECT_TIMEOUT}
+        redis.Redis.from_url(_with_query(url, probe)).ping()
+        bounded = _with_query(url, {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": STATEMENT_TIMEOUT})
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(bounded))
     if "://" not in url:
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
-    # SQLite: writers from several local workers wait for the lock instead of failing "database is locked".
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    engine: dict[str, Any] = {"connect_args": _connect_args(url)}
+    if not _is_sqlite(url):
+        engine["pool_pre_ping"] = True
     return optuna.storages.RDBStorage(
         url,
         engine_kwargs=engine,

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, NoReturn
 
 import optuna
@@ -24,7 +25,14 @@ from jumpsearch.progress import SearchBar
 from jumpsearch.records import is_duplicate, is_stopped, searched, spent, spent_training
 from jumpsearch.schedule import continues
 from jumpsearch.space import SearchSpace, space_changes, space_from_dict
-from jumpsearch.storage import HEARTBEAT_INTERVAL, open_storage, redact, storage_url
+from jumpsearch.storage import (
+    HEARTBEAT_INTERVAL,
+    check_study_name,
+    open_storage,
+    redact,
+    require_jumpsearch_study,
+    storage_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -201,11 +209,13 @@ def _check_resume(study_name: str, opened: optuna.storages.BaseStorage, space: S
     it, return the changes it can take."""
     if study_name not in optuna.get_all_study_names(opened):
         return []
-    stored = optuna.load_study(study_name=study_name, storage=opened).user_attrs.get("space")
+    study = optuna.load_study(study_name=study_name, storage=opened)
+    require_jumpsearch_study(study, url)  # another tool's study: refused before anything is written to it
+    stored = study.user_attrs.get("space")
     if stored is None:
         return []
     try:
-        before = space_from_dict(stored, f"study {study_name!r}")
+        before = space_from_dict({"name": space.name, **stored}, f"study {study_name!r}")  # a file without name:
     except ConfigError as e:
         logger.warning("cannot compare with the space study %r was made from (%s)", study_name, e)
         return []
@@ -232,12 +242,13 @@ def create_study(
     edits (a wider range, a longer budget) are recorded in the study's ``space_changes``. ``storage`` is a
     URL (see ``open_storage``) or an Optuna storage object that threads of this process share.
     """
+    name = study_name or space.name
+    check_study_name(name)
     if isinstance(storage, optuna.storages.BaseStorage):  # one process's threads sharing a storage object
         url, opened = type(storage).__name__, storage
     else:
         url = storage_url(storage, space.name)
         opened = open_storage(url, heartbeat)
-    name = study_name or space.name
     noted = _check_resume(name, opened, space, url)
     try:
         study = optuna.create_study(
@@ -371,6 +382,8 @@ def run_search(
         data = load_dataset(space.data, data_dir)
     space.check(data.input_shape, data.num_classes)
     study = create_study(space, storage, study_name, seed, heartbeat)
+    if data_dir is not None:  # where the data set was, for an export of this study to train on
+        study.set_user_attr("data_dir", str(Path(data_dir).resolve()))
     budget = trials or space.trials
     done = searched(study)
     if done >= budget:

@@ -37,6 +37,7 @@ def compile_model(candidate: Candidate, learning_rate: Any = None):  # -> keras.
         >>> from jumpsearch import best_configs, compile_model
         >>> model = compile_model(best_configs("sqlite:///studies/digits.db")[0].candidate)  # doctest: +SKIP
     """
+    setup_device()  # before anything imports the backend: its start-up lines go to the debug log
     from jumpsearch.models import build_model
     from jumpsearch.optimizers import make_optimizer
 

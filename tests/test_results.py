@@ -9,12 +9,23 @@ import urllib.request
 from pathlib import Path
 
 import keras
+import numpy as np
 import optuna
+import pandas as pd
 import pytest
 
-from jumpsearch import best_configs, count_params, export_configs, load_configs, load_space, run_search, write_report
+from jumpsearch import (
+    Candidate,
+    best_configs,
+    count_params,
+    export_configs,
+    load_configs,
+    load_space,
+    run_search,
+    write_report,
+)
 from jumpsearch.cli import main
-from jumpsearch.results import Best, knee
+from jumpsearch.results import Best, exported_data, format_table, knee, pareto_front
 from jumpsearch.training import TrainResult
 
 SPACE = """\
@@ -82,8 +93,8 @@ def test_the_knee_is_where_parameters_stop_buying_accuracy():
 def test_export_round_trips_and_a_fresh_interpreter_builds_and_fits(study_url, tmp_path):
     front = best_configs(study_url, k=2)
     for name in ("best.yaml", "best.json"):
-        candidates, data = load_configs(export_configs(front, tmp_path / name, {"dataset": "digits"}))
-        assert candidates == [b.candidate for b in front] and data.dataset == "digits"
+        path = export_configs(front, tmp_path / name, {"dataset": "digits"})
+        assert load_configs(path) == [b.candidate for b in front] and exported_data(path).dataset == "digits"
     code = (
         "from jumpsearch import best_configs, compile_model, load_dataset, DataConfig\n"
         f"best = best_configs({study_url!r})\n"
@@ -95,6 +106,7 @@ def test_export_round_trips_and_a_fresh_interpreter_builds_and_fits(study_url, t
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "fitted True 1" in result.stdout
+    assert result.stderr == ""  # TensorFlow's start-up lines (oneDNN, CUDA stubs, cuInit) stay off the terminal
 
 
 def test_cli_results_pick_and_export(study_url, tmp_path, capsys):
@@ -103,16 +115,14 @@ def test_cli_results_pick_and_export(study_url, tmp_path, capsys):
     rows = out.splitlines()[1:]
     assert rows and all(int(row.split()[3].replace(",", "")) <= 3000 for row in rows)  # trial accuracy se params
     assert main(["results", "--storage", study_url, "--csv", str(tmp_path / "t.csv")]) == 0
-    import pandas as pd
-
     table = pd.read_csv(tmp_path / "t.csv")
     study = optuna.load_study(study_name="picks", storage=study_url)
     assert len(table) == len(study.trials) and {"values_accuracy", "values_params", "user_attrs_config"} <= set(
         table.columns
     )
     assert main(["export", "--storage", study_url, "--knee", "--out", str(tmp_path / "k.yaml")]) == 0
-    candidates, data = load_configs(tmp_path / "k.yaml")
-    assert len(candidates) == 1 and data.dataset == "digits"
+    (candidate,) = load_configs(tmp_path / "k.yaml")
+    assert isinstance(candidate, Candidate) and exported_data(tmp_path / "k.yaml").dataset == "digits"
     assert main(["results", "--storage", f"sqlite:///{tmp_path}/typo.db"]) == 2
     assert not (tmp_path / "typo.db").exists()
 
@@ -128,7 +138,7 @@ def test_train_reports_validation_and_test_and_resumes(study_url, tmp_path, caps
             if epoch == 1:
                 raise KeyboardInterrupt
 
-    (candidate,), _ = load_configs(path)
+    (candidate,) = load_configs(path)
     data = load_dataset(DataConfig())
     with pytest.raises(KeyboardInterrupt):
         train_final(candidate, data, tmp_path / "run", epochs=4, verbose=0, callbacks=[Interrupt()])
@@ -206,3 +216,63 @@ def test_dashboard_serves_the_study_while_a_worker_writes(study_url, tmp_path, w
     finally:
         server.terminate()
         server.wait(timeout=30)  # it stops in about 2 s; a loaded machine needs longer
+
+
+def test_the_front_table_shows_each_familys_own_metaparameters(tmp_path, write_space):
+    space = load_space(
+        write_space(
+            """\
+            name: families
+            data: {dataset: digits}
+            model:
+              family: {choice: [resnet_v2, sparsenet]}
+              resnet_v2: {groups: 1, blocks_per_group: {int: [1, 2]}, stem_filters: [8, 8], base_filters: 8,
+                          bottleneck: {choice: [true, false]}}
+              sparsenet: {groups: 2, layers_per_block: {int: [1, 3]}, stem_filters: [8, 8], growth_rate: 4,
+                          compression: {float: [0.5, 1.0]}}
+            training: {epochs: 1, steps_per_epoch: 2, batch_size: 32}
+            sampler: random
+            trials: 8
+            """
+        )
+    )
+    study = run_search(space, storage=f"sqlite:///{tmp_path}/f.db", train=made_up_accuracy)
+    done = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    table = pareto_front(study, done)
+    assert set(table["family"]) == {"resnet_v2", "sparsenet"}
+    assert {"blocks_per_group", "base_filters", "bottleneck", "layers_per_block", "compression", "aggregation",
+            "growth_rate", "stem_filters", "optimizer", "learning_rate"} <= set(table.columns)  # fmt: skip
+    assert not {"input_shape", "num_classes"} & set(table.columns)  # the data set's, the same in every row
+    sparse = table[table["family"] == "sparsenet"].iloc[0]
+    trial = study.trials[int(sparse["trial"])].user_attrs["config"]["model"]
+    assert sparse["aggregation"] == "exponential" and sparse["compression"] == trial["compression"]
+    assert pd.isna(sparse["blocks_per_group"])  # not a SparseNet's metaparameter: blank
+    shown = format_table(table)
+    assert "-".join(map(str, trial["layers_per_block"])) in shown.splitlines()[1 + list(done).index(sparse["trial"])]
+
+
+def test_an_export_carries_the_data_the_search_read_and_train_finds_it(tmp_path, write_space, monkeypatch):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (90, 8, 8, 1), dtype=np.uint8)
+    labels = np.arange(90) % 3
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "shapes.npz", x_train=images[:60], y_train=labels[:60], x_test=images[60:],
+             y_test=labels[60:])  # fmt: skip
+    space = load_space(write_space(SPACE.replace("{dataset: digits}", "{dataset: npz, path: elsewhere.npz}")))
+    monkeypatch.chdir(tmp_path / "data")  # a relative --data-dir, as people type it
+    url = f"sqlite:///{tmp_path}/npz.db"
+    run_search(space, trials=3, storage=url, data_dir="shapes.npz", train=made_up_accuracy)
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    assert main(["export", "--storage", url, "-k", "1", "--out", "best.yaml"]) == 0
+    assert exported_data("best.yaml").path == str(tmp_path / "data" / "shapes.npz")
+    assert main(["export", "--storage", url, "--data-dir", "missing.npz", "--out", "other.yaml"]) == 2
+    assert not Path("other.yaml").exists()
+    result = subprocess.run(
+        [sys.executable, "-m", "jumpsearch", "train", "best.yaml", "--epochs", "1", "--out", "model"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test accuracy 0." in result.stdout and (out / "model" / "model.keras").is_file()
+    assert result.stderr == ""  # TensorFlow's start-up and tf.data's lines stay off the terminal

@@ -200,8 +200,8 @@ def test_ablate_runs_each_family_and_writes_the_comparison(tmp_path, monkeypatch
         data: {dataset: digits}
         model:
           family: {choice: [jumpnet, sparsenet]}
-          jumpnet: {groups: 1, blocks_per_group: 1, stem_filters: [8, 8], base_filters: 8}
-          sparsenet: {groups: 2, layers_per_block: 2, stem_filters: [8, 8], growth_rate: 4}
+          jumpnet: {groups: 1, blocks_per_group: 1, stem_filters: [8, 8], base_filters: {choice: [8, 16]}}
+          sparsenet: {groups: 2, layers_per_block: 2, stem_filters: [8, 8], growth_rate: {choice: [4, 6]}}
         training: {epochs: 1, steps_per_epoch: 2, batch_size: 32}
         sampler: random
         trials: 1
@@ -220,3 +220,76 @@ def test_ablate_runs_each_family_and_writes_the_comparison(tmp_path, monkeypatch
     assert "plotly" in html and '"name":"sparsenet"' in html.replace(" ", "")
     names = optuna.get_all_study_names(f"sqlite:///{tmp_path}/studies/abl.db")
     assert sorted(names) == ["abl-jumpnet", "abl-sparsenet"]
+    # Every family's own metaparameters are columns of the fronts: which SparseNet, which JumpNet.
+    assert {"layers_per_block", "compression", "bottleneck", "aggregation", "jump_spacing"} <= set(fronts.columns)
+    sparse = fronts[fronts["family"] == "sparsenet"].iloc[0]
+    assert sparse["aggregation"] == "exponential" and sparse["layers_per_block"] == "[2, 2]"
+    # The same command again, and with a larger budget: each family's study resumes.
+    assert main(["ablate", "--space", str(space), "-q", "--out", "report"]) == 0
+    assert main(["ablate", "--space", str(space), "-q", "--trials", "2", "--out", "report"]) == 0
+    table = pd.read_csv(tmp_path / "report" / "abl-ablation.csv")
+    assert list(table["trials"]) == [2, 2]
+
+
+def test_each_family_of_an_ablation_resumes_alone_and_old_studies_too(tmp_path, write_space):
+    """Each family's study stores its own part of the space; a study made when it stored the whole space
+    file (every family) resumes too, and a breaking edit of a family's part is still refused."""
+    import dataclasses
+
+    from jumpsearch.ablation import run_ablation
+
+    text = """\
+        name: old
+        data: {dataset: digits}
+        model:
+          family: {choice: [resnet_v2, densenet_bc]}
+          resnet_v2: {groups: 1, blocks_per_group: {int: [1, 2]}, stem_filters: [8, 8], base_filters: 8}
+          densenet_bc: {groups: 1, layers_per_block: {int: [1, 3]}, stem_filters: [8, 8], growth_rate: 4}
+        training: {epochs: 1, steps_per_epoch: 1, batch_size: 32}
+        sampler: random
+        """
+    space = load_space(write_space(text))
+    storage = f"sqlite:///{tmp_path}/old.db"
+    for family in space.families:  # as ablate stored them before: the whole file in each family's study
+        old = dataclasses.replace(space.for_family(family), raw=space.raw)
+        run_search(old, trials=1, storage=storage, train=fixed_result())
+    studies = run_ablation(space, trials=2, storage=storage, train=fixed_result())
+    for family, study in studies.items():
+        assert searched(study) == 2
+        assert study.user_attrs["space"]["model"]["family"] == family  # its part alone, from now on
+    alone = """\
+        name: old
+        data: {dataset: digits}
+        model: {family: densenet_bc, groups: 1, layers_per_block: {int: [1, 3]}, stem_filters: [8, 8], growth_rate: 4}
+        training: {epochs: 1, steps_per_epoch: 1, batch_size: 32}
+        sampler: random
+        """
+    (densenet,) = run_ablation(load_space(write_space(alone, "alone.yaml")), trials=3, storage=storage,
+                               train=fixed_result()).values()  # fmt: skip
+    assert densenet.study_name == "old-densenet_bc" and searched(densenet) == 3
+    assert searched(optuna.load_study(study_name="old-resnet_v2", storage=storage)) == 2
+    broken = text.replace("layers_per_block: {int: [1, 3]}", "layers_per_block: {choice: [1, 3]}")
+    with pytest.raises(JumpsearchError, match="incompatible with study 'old-densenet_bc'.*layers_per_block"):
+        run_ablation(load_space(write_space(broken, "broken.yaml")), trials=2, storage=storage, train=fixed_result())
+
+
+def test_a_study_from_a_space_file_without_a_name_is_still_compared_on_resume(tmp_path, write_space):
+    """The stored file has no ``name:`` (the study is named after the file): resuming it with a changed
+    choice is refused like any other, not waved through."""
+    text = "\n".join(line for line in write_space().read_text().splitlines() if not line.startswith("name:"))
+    storage = f"sqlite:///{tmp_path}/n.db"
+    run_search(load_space(write_space(text, "plain.yaml")), trials=1, storage=storage, train=fixed_result())
+    changed = load_space(write_space(text.replace("choice: [8, 16]", "choice: [8, 16, 24]"), "plain.yaml"))
+    with pytest.raises(JumpsearchError, match="incompatible with study 'plain'.*base_filters choice"):
+        run_search(changed, trials=2, storage=storage, train=fixed_result())
+
+
+def test_the_ablations_largest_budget_holds_every_model():
+    from jumpsearch.ablation import default_budgets
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for params in (1_234, 5_000, 32_450):  # 32,450 to two figures is 32,000: under the largest model
+        study.add_trial(optuna.trial.create_trial(values=[0.5, params], user_attrs={"params": params}))
+    budgets = default_budgets({"jumpnet": study})
+    assert budgets == sorted(budgets) and len(budgets) == 4
+    assert budgets[-1] == 33_000 and budgets[0] >= 1_234

@@ -18,6 +18,9 @@ def build_model(config: ModelConfig) -> Any:
         >>> model.output_shape
         (None, 10)
     """
+    from jumpsearch.device import setup_device
+
+    setup_device()  # the backend's start-up lines go to the debug log, as in a search, not to the terminal
     import keras
 
     from jumpsearch.models._ops import KerasOps
