@@ -16,8 +16,17 @@ and the progress of a running trial) and ``costs`` (seconds: ``fixed`` = ``build
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
+from typing import Any
+
+import numpy as np
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+logger = logging.getLogger(__name__)
 
 
 def is_duplicate(trial: FrozenTrial) -> bool:
@@ -46,8 +55,34 @@ def searched(study: optuna.Study) -> int:
 
 
 def front(study: optuna.Study) -> list[FrozenTrial]:
-    """The Pareto front, each configuration once."""
-    return [t for t in study.best_trials if not is_duplicate(t)]
+    """The Pareto front of the trials trained to the end, each configuration once, among the points of
+    the space as the study now stores it: after an edit on resume (a narrower range, another recipe, a
+    lower limit), trials it leaves outside are not ranked beside the new ones."""
+    from jumpsearch.schedule import nondominated_ranks
+
+    space = _stored_space(json.dumps(study.user_attrs.get("space"), sort_keys=True), study.study_name)
+    inside = [t for t in trained(study) if space is None or space.outside(t) is None]
+    if not inside:
+        return []
+    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
+    ranks = nondominated_ranks(np.array([t.values for t in inside], dtype=float) * signs)
+    return [t for t, rank in zip(inside, ranks, strict=True) if rank == 0]
+
+
+@functools.lru_cache(maxsize=8)
+def _stored_space(raw: str, name: str) -> Any:  # -> SearchSpace | None
+    """The space a study stores, parsed once per text (a progress bar asks for the front twice a second)."""
+    from jumpsearch.errors import ConfigError
+    from jumpsearch.space import space_from_dict
+
+    stored = json.loads(raw)
+    if stored is None:
+        return None
+    try:
+        return space_from_dict(stored, f"study {name!r}")
+    except ConfigError as e:  # a space stored by an older version that today's checks refuse: rank every trial
+        logger.debug("study %r: cannot read its stored space (%s); the front ranks every trial", name, e)
+        return None
 
 
 def spent_training(trial: FrozenTrial) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import yaml
 
 from jumpsearch import (
     Candidate,
@@ -276,3 +277,28 @@ def test_an_export_carries_the_data_the_search_read_and_train_finds_it(tmp_path,
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test accuracy 0." in result.stdout and (out / "model" / "model.keras").is_file()
     assert result.stderr == ""  # TensorFlow's start-up and tf.data's lines stay off the terminal
+
+
+def test_after_an_edit_on_resume_the_front_ranks_only_the_points_of_the_space_as_it_is(tmp_path):
+    """Resumed with another recipe (2 epochs, not 1): the earlier trials are not points of the space any
+    more, so the front, the picks and the table rank the new trials alone, even where an earlier one
+    used to dominate them."""
+    from jumpsearch.records import front
+    from jumpsearch.space import space_from_dict
+
+    raw = yaml.safe_load(SPACE)
+    url = f"sqlite:///{tmp_path}/edit.db"
+    before = run_search(space_from_dict(raw, "picks"), storage=url, train=made_up_accuracy)
+    assert front(before)
+    earlier = len(before.trials)
+    raw["training"]["epochs"] = 2
+    raw["model"]["base_filters"] = {"choice": [8, 16, 24]}
+    after = run_search(space_from_dict({**raw, "trials": 18}, "picks"), storage=url, train=made_up_accuracy)
+    new = [t for t in after.trials if t.number >= earlier and "duplicate_of" not in t.user_attrs]
+    kept = front(after)
+    assert kept and {t.number for t in kept} <= {t.number for t in new}
+    assert all(t.user_attrs["config"]["training"]["epochs"] == 2 for t in kept)
+    best = max((t for t in new if t.state.name == "COMPLETE"), key=lambda t: t.values[0])
+    assert best_configs(after)[0].trial == best.number
+    assert list(pareto_front(after)["trial"]) == [b.trial for b in best_configs(after)]
+    assert len(after.best_trials) > 0 and {t.number for t in after.best_trials} - {t.number for t in new}
