@@ -229,7 +229,7 @@ def _train(args: argparse.Namespace) -> int:
     from jumpsearch.config import DATASETS, DataConfig
     from jumpsearch.data import load_dataset
     from jumpsearch.final import check_fits, train_final
-    from jumpsearch.results import exported_data, load_configs
+    from jumpsearch.results import exported_data, exported_recipe, load_configs
 
     candidates, data_config = load_configs(args.config), exported_data(args.config)
     if args.index >= len(candidates):
@@ -245,7 +245,8 @@ def _train(args: argparse.Namespace) -> int:
     except JumpsearchError as e:
         raise JumpsearchError(f"{args.config}: candidate {args.index}: {e}") from None
     augment = {"auto": None, "on": True, "off": False}[args.augment]
-    result = train_final(candidate, data, args.out, epochs=args.epochs, augment=augment, seed=args.seed)
+    recipe = exported_recipe(args.config)
+    result = train_final(candidate, data, args.out, epochs=args.epochs, recipe=recipe, augment=augment, seed=args.seed)
     test = f"{result.test_accuracy:.4f}" if result.test_accuracy is not None else "n/a (the data set has no test split)"
     print(f"validation accuracy {result.val_accuracy:.4f}, test accuracy {test}")
     print(f"saved {result.model_path}; {result.epochs} epochs in {result.train_seconds:.1f} s on {result.device}")
@@ -417,16 +418,21 @@ def make_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="fully train one exported configuration and report validation and test accuracy",
-        description="Train a configuration from an export file for longer, with a cosine schedule, checkpoints "
-        "and augmentation of natural images (random crop and flip); run it again after an interruption to resume. "
-        "Reports validation and test accuracy and saves the model in the Keras format.",
+        description="Train a configuration from an export file for longer, with the file's recipe (by default a "
+        "cosine schedule and augmentation of natural images, random crop and flip; its recipe: section switches "
+        "random erasing, label smoothing, warm-up, weight decay and weight averaging), with checkpoints; run it "
+        "again after an interruption to resume. Reports validation and test accuracy and saves the model in the "
+        "Keras format.",
     )
     train.add_argument("config", metavar="CONFIG", help="a file written by jumpsearch export")
     train.add_argument("--index", type=_count, default=0, metavar="I", help="which candidate of the file (default: 0)")
     train.add_argument("--epochs", type=_positive, default=30, metavar="N", help="epochs (default: 30)")
     train.add_argument("--out", default="models/run", metavar="DIR", help="checkpoints, model.keras, metrics.json")
     train.add_argument(
-        "--augment", choices=("auto", "on", "off"), default="auto", help="default: on for CIFAR and Fashion-MNIST"
+        "--augment",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="crop and flip (default: the file's recipe.augment; auto: on for CIFAR and Fashion-MNIST)",
     )
     train.add_argument("--dataset", choices=DATASETS, help="override the data set the file names")
     train.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)

@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial
 
 from jumpsearch.config import Candidate, DataConfig, ModelConfig, TrainingConfig
 from jumpsearch.errors import JumpsearchError
+from jumpsearch.recipe import Recipe
 from jumpsearch.records import front as front_trials
 from jumpsearch.space import read_yaml
 from jumpsearch.storage import check_study_name, open_storage, redact, require_existing, require_jumpsearch_study
@@ -245,10 +246,11 @@ def searched_data(study: optuna.Study, data_dir: str | Path | None = None) -> di
 
 def export_configs(best: list[Best], path: str | Path, data: dict[str, Any] | None = None) -> Path:
     """Write candidates (with what they measured, and the data set they were searched on: see
-    ``searched_data``) as YAML or JSON, by the file's suffix; ``load_configs`` and ``jumpsearch train``
-    read it back."""
+    ``searched_data``) as YAML or JSON, by the file's suffix, with the recipe ``jumpsearch train`` will
+    train them with (``Recipe``'s defaults: each switch is there to edit); ``load_configs``,
+    ``exported_data``, ``exported_recipe`` and ``jumpsearch train`` read it back."""
     path = Path(path)
-    document = {"data": data, "candidates": [b.to_dict() for b in best]}
+    document = {"data": data, "recipe": Recipe().to_dict(), "candidates": [b.to_dict() for b in best]}
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(document, indent=2) if path.suffix == ".json" else yaml.safe_dump(document, sort_keys=False)
     path.write_text(text)
@@ -266,13 +268,18 @@ def exported_data(path: str | Path) -> DataConfig | None:
     return _read_export(path)[1]
 
 
-def _read_export(path: str | Path) -> tuple[list[Candidate], DataConfig | None]:
+def exported_recipe(path: str | Path) -> Recipe:
+    """The recipe a file from ``export_configs`` trains with (``Recipe()`` if it has no ``recipe:``)."""
+    return _read_export(path)[2]
+
+
+def _read_export(path: str | Path) -> tuple[list[Candidate], DataConfig | None, Recipe]:
     path = Path(path)
     document = read_yaml(path, "configurations")  # YAML reads JSON too
     if isinstance(document, dict) and "candidates" in document:
-        entries, data = document["candidates"], document.get("data")
+        entries, data, recipe = document["candidates"], document.get("data"), document.get("recipe")
     else:
-        entries, data = [document], None
+        entries, data, recipe = [document], None, None
     if not isinstance(entries, list) or not entries:
         raise JumpsearchError(f"{path}: candidates: expected a non-empty list")
     measured = {"trial", "accuracy", "params", "flops"}
@@ -283,6 +290,6 @@ def _read_export(path: str | Path) -> tuple[list[Candidate], DataConfig | None]:
         ]
         if not all(isinstance(c, Candidate) for c in candidates):
             raise JumpsearchError("each candidate must be a mapping with model (and training)")
-        return candidates, DataConfig.from_dict(data) if data else None
+        return candidates, DataConfig.from_dict(data) if data else None, Recipe.from_dict(recipe)
     except JumpsearchError as e:
         raise JumpsearchError(f"{path}: {e}") from None

@@ -101,3 +101,22 @@ def test_a_tiny_run_trains_with_each_switch_as_stated(digits, tmp_path):
     plain = Watch()
     train_final(tiny(), digits, tmp_path / "off", epochs=2, verbose=0, callbacks=[plain])
     assert not plain.optimizer.use_ema and plain.loss == "sparse_categorical_crossentropy"
+
+
+def test_an_export_carries_the_recipe_and_train_trains_with_the_file_s(tmp_path, capsys):
+    from jumpsearch import Best, export_configs, exported_recipe
+    from jumpsearch.cli import main
+
+    path = export_configs([Best(tiny(), 0.5, 1, 1, 0)], tmp_path / "best.yaml", {"dataset": "digits"})
+    document = yaml.safe_load(path.read_text())
+    assert Recipe.from_dict(document["recipe"]) == Recipe() == exported_recipe(path)  # every switch, to edit
+    document["recipe"].update({"label_smoothing": 0.1, "schedule": "constant", "augment": "on"})
+    path.write_text(yaml.safe_dump(document))
+    assert exported_recipe(path) == Recipe(label_smoothing=0.1, schedule="constant", augment="on")
+    assert main(["train", str(path), "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    metrics = yaml.safe_load((tmp_path / "run" / "metrics.json").read_text())
+    assert Recipe.from_dict(metrics["recipe"]) == exported_recipe(path) and metrics["augment"] is True
+    document["recipe"]["label_smoothing"] = 2
+    path.write_text(yaml.safe_dump(document))
+    assert main(["train", str(path), "--epochs", "1", "--out", str(tmp_path / "run2")]) == 2
+    assert "recipe.label_smoothing: must lie in [0, 1), got 2" in capsys.readouterr().err
