@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from jumpsearch.errors import Interrupted, JumpsearchError, raise_interrupted
+from jumpsearch.errors import JumpsearchError, handle_signals, interruption
 
 logger = logging.getLogger("jumpsearch.cli")
 
@@ -418,18 +418,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `jumpsearch results | head` ends quietly
     args = make_parser().parse_args(argv)
     configure(logging.DEBUG if args.verbose else logging.INFO)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, raise_interrupted)
+    handle_signals()
     try:
         return args.func(args)
-    except Interrupted as e:
-        hint = RESUME.get(args.command, "nothing was left half-written")
-        print(f"jumpsearch: interrupted by {e.name}; {hint}.", file=sys.stderr)
-        return e.exit_status
-    except JumpsearchError as e:
-        print(f"jumpsearch: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # an output file or folder that cannot be written
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"jumpsearch: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as e:
+        stop = interruption(e)  # a signal, whatever error it became where it landed (SystemError in C code)
+        if stop is not None:
+            hint = RESUME.get(args.command, "nothing was left half-written")
+            print(f"jumpsearch: interrupted by {stop.name}; {hint}.", file=sys.stderr)
+            return stop.exit_status
+        if isinstance(e, JumpsearchError):
+            print(f"jumpsearch: error: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, OSError):  # an output file or folder that cannot be written
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"jumpsearch: error: {where}{e.strerror or e}", file=sys.stderr)
+            return 2
+        raise
