@@ -15,8 +15,15 @@ is the last rung's. Every trial that trained records ``epochs`` and ``images`` (
 
 from __future__ import annotations
 
+import copy
+import time
+from collections.abc import Callable
+from typing import Any
+
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+SETTLE_SECONDS = 0.5  # longer than a read then a write of a study attribute take
 
 
 def is_duplicate(trial: FrozenTrial) -> bool:
@@ -89,3 +96,25 @@ def summary(study: optuna.Study) -> str:
         f"{searched(study)} trained trials{early}{again}; {used['epochs']:,} epochs, {used['images']:,} images, "
         f"{used['seconds']:,.0f} s of training"
     )
+
+
+def merge_study_attr(study: optuna.Study, key: str, merge: Callable[[Any], Any]) -> Any:
+    """Write ``merge(stored value)`` (None when absent) to the study attribute ``key``, keeping what other
+    processes write there at the same time; returns the value stored in the end.
+
+    Optuna's storages replace an attribute whole, and the last writer wins: so a writer reads the value
+    back after a pause longer than another's read-then-write takes, and merges again until its change is
+    in it (``merge`` then changes nothing). ``merge`` must be idempotent.
+    """
+    while True:
+        stored = study.user_attrs.get(key)
+        wanted = merge(copy.deepcopy(stored))
+        if wanted == stored:
+            return stored
+        study.set_user_attr(key, wanted)
+        time.sleep(SETTLE_SECONDS)
+
+
+def appended(entry: Any) -> Callable[[Any], list[Any]]:
+    """For ``merge_study_attr``: the stored list with ``entry`` at its end, once."""
+    return lambda stored: (stored or []) + ([] if entry in (stored or []) else [entry])

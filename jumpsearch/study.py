@@ -22,7 +22,16 @@ from jumpsearch.counting import candidate_key, count
 from jumpsearch.data import Dataset, load_dataset
 from jumpsearch.errors import ConfigError, JumpsearchError, StorageFailed, check_interrupted, interruption
 from jumpsearch.progress import SearchBar
-from jumpsearch.records import counts_as_searched, is_duplicate, is_stopped, searched, spent, spent_training
+from jumpsearch.records import (
+    appended,
+    counts_as_searched,
+    is_duplicate,
+    is_stopped,
+    merge_study_attr,
+    searched,
+    spent,
+    spent_training,
+)
 from jumpsearch.schedule import continues
 from jumpsearch.space import SearchSpace, space_changes, space_from_dict
 from jumpsearch.storage import HEARTBEAT_INTERVAL, open_storage, redact, storage_failure, storage_url
@@ -282,10 +291,9 @@ def create_study(
         )
     except ValueError as e:  # an existing study with other directions and no stored space
         raise JumpsearchError(f"study {name!r} in {redact(url)}: {e}") from None
-    if noted:
-        history = list(study.user_attrs.get("space_changes", []))
-        history.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "changes": noted})
-        study.set_user_attr("space_changes", history)
+    if noted:  # merged: two processes resuming at once both keep their entry
+        entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "changes": noted}
+        merge_study_attr(study, "space_changes", appended(entry))
         logger.info("study %r resumed with an edited space: %s", name, "; ".join(noted))
     if noted or "space" not in study.user_attrs:
         study.set_user_attr("space", space.raw)
