@@ -230,9 +230,10 @@ class _Claims:
                 stored[key] = {"by": WORKER, "until": time.time() + CLAIM_SECONDS}
             return stored
 
+        self.mine.add(key)  # first: released on the way out even if a signal comes while it is written
         if merge_study_attr(self.study, "confirmation_claims", claim)[key]["by"] != WORKER:
+            self.mine.discard(key)
             return False
-        self.mine.add(key)
         return True
 
     def release(self, number: int, run: str) -> None:
