@@ -73,7 +73,9 @@ def storage_failure(error: BaseException) -> str | None:
         seen.add(id(cause))
         full = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
         if full or any(words in str(cause).lower() for words in FULL):
-            return "no space left on its device (disk full): free some, then run the same command to resume"
+            return "no space left on its device (disk full); free some, then run the same command to resume"
+        if "disk i/o error" in str(cause).lower():  # SQLite's word for a write the system refused
+            return "cannot write to it (disk I/O error: no space left, a file size limit, or a failing disk)"
         cause = cause.__cause__ or cause.__context__
     return None
 

@@ -277,7 +277,7 @@ def _fail_orphans(study: optuna.Study, process: subprocess.Popen, status: int) -
     heartbeat would (``open_storage``'s callback): without this they would stay running until a later
     run's heartbeat check, and fail with no reason."""
     worker = worker_name(process.pid)
-    how = f"killed by {signal.Signals(-status).name}" if status < 0 else f"ended with status {status}"
+    how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"ended with status {status}"
     storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get("worker") != worker:
@@ -316,7 +316,7 @@ def _supervise(
             process, slot.process = slot.process, None  # handled once: started again below, or left empty
             if slot.reader is not None:
                 slot.reader.join(timeout=5)
-            if status != 0:
+            if status not in (0, 2) and not slot.error:  # it died without failing its own trial
                 _fail_orphans(study, process, status)
             if status == 2 or (status != 0 and slot.error):
                 supervisor.signal_all(signal.SIGTERM)
