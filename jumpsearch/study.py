@@ -100,12 +100,12 @@ class Objective:
             raise
 
     def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
+        trial.set_user_attr("worker", WORKER)  # first: a trial this process leaves running is found by it
         try:
             candidate = self.space.suggest(trial, self.data.input_shape, self.data.num_classes)
         except ConfigError as e:
             _reject(trial, str(e))
         counts = count(candidate.model)
-        trial.set_user_attr("worker", WORKER)
         trial.set_user_attr("config", candidate.to_dict())
         trial.set_user_attr("params", counts.trainable)
         trial.set_user_attr("flops", counts.macs)
@@ -371,9 +371,9 @@ class _Watch:
             study.stop()
         elif exhausted:
             self.stopped_because = (
-                f"{untrained} sampled points in a row trained nothing new ({self.duplicates} had been trained "
-                f"already, {self.rejections} were rejected): the space looks exhausted at {searched(study)} "
-                "configurations; widen it, or ask for fewer trials"
+                f"{self.duplicates} sampled points in a row had been trained already ({self.rejections} rejected "
+                f"ones between them): the space looks exhausted at {searched(study)} configurations; widen it, "
+                "or ask for fewer trials"
             )
             study.stop()
         elif self.rejections >= MAX_CONSECUTIVE_REJECTIONS:
@@ -382,6 +382,23 @@ class _Watch:
                 f"{self.last_reason}. Narrow the space's ranges towards what the constraints allow"
             )
             study.stop()
+
+
+def fail_running(study: optuna.Study, worker: str, attrs: dict[str, Any]) -> list[FrozenTrial]:
+    """Fail the trials ``worker`` left running, recording ``attrs`` (``fail_reason`` and what else tells
+    why) first; returns the trials this call failed (not those another process finished meanwhile)."""
+    storage, failed = study._storage, []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker") != worker:
+            continue
+        try:
+            for key, value in attrs.items():
+                storage.set_trial_user_attr(trial._trial_id, key, value)
+            if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                failed.append(storage.get_trial(trial._trial_id))
+        except optuna.exceptions.UpdateFinishedTrialError:  # its heartbeat check failed it elsewhere first
+            pass
+    return failed
 
 
 def run_search(
@@ -437,6 +454,12 @@ def run_search(
         if failure is None or interruption(e) is not None:
             raise
         raise JumpsearchError(f"storage {redact(storage_url(storage, space.name))}: {failure}") from None
+    except KeyboardInterrupt as e:
+        stop = interruption(e)
+        assert stop is not None
+        # A signal that landed in Optuna's own code, outside the objective, left the trial running.
+        fail_running(study, WORKER, {"fail_reason": f"interrupted by {stop.name}", "interrupted": True})
+        raise
     finally:
         if watch.bar is not None:
             watch.bar.close()

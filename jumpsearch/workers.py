@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from jumpsearch.data import load_dataset
 from jumpsearch.device import check_backend
@@ -35,7 +34,7 @@ from jumpsearch.progress import SearchBar
 from jumpsearch.records import searched
 from jumpsearch.space import SearchSpace
 from jumpsearch.storage import HEARTBEAT_INTERVAL, redact, storage_url
-from jumpsearch.study import create_study, worker_name
+from jumpsearch.study import create_study, fail_running, worker_name
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +138,10 @@ class _Supervisor:
                 slot.process.wait()
             slot.process = None
 
-    def wait_ready(self, gpus: Sequence[str] | None) -> None:
+    def wait_ready(self, gpus: Sequence[str] | None) -> str:
         """Wait until every worker has started its backend, before anything is written to the storage: a
         worker that cannot start (a broken backend, a GPU it cannot see) stops the run in one line and
-        leaves no study behind. Then say, once, on which device the run trains."""
+        leaves no study behind. Returns where the run trains, to be said once."""
         for slot in self.slots:
             while not slot.ready.wait(POLL_SECONDS):
                 check_interrupted()
@@ -162,7 +161,7 @@ class _Supervisor:
         where = ", ".join(f"GPU {gpu}: {device}" if gpu else device for gpu, device in devices)
         if where == "CPU":
             where = "CPU (no GPU visible)"
-        logger.info("training on %s with %s", where, self.slots[0].device["backend"])
+        return f"{where} with {self.slots[0].device['backend']}"
 
     def _relay(self, slot: _Worker, process: subprocess.Popen) -> None:
         assert process.stderr is not None
@@ -226,7 +225,7 @@ def run_workers(
         data = load_dataset(space.data, data_dir)  # before the study: a missing data set writes nothing
         space.check(data.input_shape, data.num_classes)
         url = storage_url(storage, space.name)
-        supervisor.wait_ready(gpus)
+        where = supervisor.wait_ready(gpus)
         study = create_study(space, url, study_name, seed, heartbeat)
         budget = trials or space.trials
         done = searched(study)
@@ -234,6 +233,7 @@ def run_workers(
         if done >= budget:
             logger.info("study %r already has %d trained trials (budget %d)", study.study_name, done, budget)
             return study
+        logger.info("training on %s", where)  # once the input holds: an error stays the only line
         started = sum(slot.process is not None for slot in slots)
         if started > 1:
             logger.info("%d workers on study %r at %s", started, study.study_name, redact(url))
@@ -278,21 +278,11 @@ def _fail_orphans(study: optuna.Study, process: subprocess.Popen, status: int) -
     run's heartbeat check, and fail with no reason."""
     worker = worker_name(process.pid)
     how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"ended with status {status}"
-    storage = study._storage
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("worker") != worker:
-            continue
-        try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"its worker {worker} {how}")
-            storage.set_trial_user_attr(trial._trial_id, "worker_died", True)
-            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:  # another process's heartbeat check failed it first
-            continue
+    retry = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    for trial in fail_running(study, worker, {"fail_reason": f"its worker {worker} {how}", "worker_died": True}):
         logger.debug("trial %d failed: its worker %s %s", trial.number, worker, how)
-        retry = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
         if retry is not None:
-            retry(study, storage.get_trial(trial._trial_id))
+            retry(study, trial)
 
 
 def _supervise(

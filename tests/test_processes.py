@@ -295,13 +295,15 @@ def test_other_commands_end_bad_input_in_one_line(small_study, tmp_path):
     assert csv.read_text().count("\n") == 3
 
 
-def wait_for_training(storage, name, process, timeout=300):
-    """The running trial once it has finished an epoch (so that it is mid-training)."""
+def wait_for_training(storage, name, process, timeout=300, epochs=1):
+    """The running trial once it has finished ``epochs`` epochs (1: it is mid-training; 0: it has just
+    begun: sampling, building, compiling)."""
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
         try:
             study = optuna.load_study(study_name=name, storage=storage)
-            running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "epochs_done" in t.user_attrs]
+            running = study.get_trials(states=(TrialState.RUNNING,))
+            running = [t for t in running if t.user_attrs.get("epochs_done", 0) >= epochs]
             if running:
                 return running[0]
         except (KeyError, sqlalchemy.exc.SQLAlchemyError):  # the study may not exist yet
@@ -310,12 +312,20 @@ def wait_for_training(storage, name, process, timeout=300):
     raise AssertionError(f"no trial started training; stderr: {process.stderr.read() if process.stderr else ''}")
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_fails_the_running_trial_in_one_line_and_the_study_resumes(tmp_path, write_space, signum, status):
+@pytest.mark.parametrize(
+    ("signum", "status", "epochs", "delay"),
+    [(signal.SIGTERM, 143, 1, 0.0), (signal.SIGINT, 130, 1, 0.0), (signal.SIGTERM, 143, 0, 0.0),
+     (signal.SIGTERM, 143, 0, 0.3), (signal.SIGTERM, 143, 0, 1.0)],
+)  # fmt: skip
+def test_a_signal_fails_the_running_trial_in_one_line_and_the_study_resumes(
+    tmp_path, write_space, signum, status, epochs, delay
+):
+    """Mid-training, and at varied moments of a trial's start (sampling, building, compiling, first steps)."""
     space = write_space(space_text(name="sig", epochs=5000, steps=4))
     storage = f"sqlite:///{tmp_path}/studies/sig.db"
     process = start("run", "--space", str(space), "--trials", "2", "-q", cwd=tmp_path)
-    running = wait_for_training(storage, "sig", process)
+    running = wait_for_training(storage, "sig", process, epochs=epochs)
+    time.sleep(delay)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     name = signal.Signals(signum).name
@@ -329,6 +339,7 @@ def test_a_signal_fails_the_running_trial_in_one_line_and_the_study_resumes(tmp_
     trial = study.trials[running.number]
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == f"interrupted by {name}"
     assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert len(study.trials) == 1  # no further trial
 
 
 def test_two_processes_on_one_study_train_distinct_configurations(tmp_path, write_space):

@@ -34,7 +34,8 @@ def test_rejections_between_duplicates_do_not_hide_an_exhausted_space(tmp_path, 
 
     caplog.set_level(logging.INFO, logger="jumpsearch")
     storage = f"sqlite:///{tmp_path}/one.db"
-    with pytest.raises(JumpsearchError, match="trained nothing new .* the space looks exhausted at 1 configurations"):
+    exhausted = r"in a row had been trained already \(\d+ rejected ones between them\): the space looks exhausted at 1 "
+    with pytest.raises(JumpsearchError, match=exhausted):
         run_search(load_space(write_space(ONE_FEASIBLE)), trials=5, storage=storage, train=train, timeout=120)
     study = optuna.load_study(study_name="one", storage=storage)
     assert len(calls) == 1 and searched(study) == 1
