@@ -217,12 +217,28 @@ def _within_budget(trial: optuna.Trial, budget: int) -> None:
         if done >= budget:
             trial.set_user_attr("over_budget", True)
             raise optuna.TrialPruned(f"the study holds its {budget} trained trials")
-        if done + sum(t.state == TrialState.RUNNING and not is_duplicate(t) for t in earlier) < budget:
+        if done + sum(_may_train(t) for t in earlier) < budget:
             return
         time.sleep(BUDGET_POLL_SECONDS)
         with warnings.catch_warnings():  # a dead worker's trial must not hold this one forever
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(trial.study)
+
+
+def _may_train(trial: FrozenTrial) -> bool:
+    """Running and no duplicate, unless its process on this machine is gone (a storage without heartbeats,
+    such as a journal, would leave it running for ever)."""
+    if trial.state != TrialState.RUNNING or is_duplicate(trial):
+        return False
+    host, _, pid = trial.user_attrs.get("worker", "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, another user's
+            pass
+    return True
 
 
 def _twin(trial: optuna.Trial, key: str) -> FrozenTrial | None:

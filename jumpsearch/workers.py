@@ -151,11 +151,11 @@ class _Supervisor:
                 if slot.reader is not None:
                     slot.reader.join(timeout=5)
                 raise JumpsearchError(slot.error or f"a worker stopped with status {status} before it started")
-        if gpus and any(slot.device["device"] == "CPU" for slot in self.slots):
-            backend = self.slots[0].device["backend"]
+        blind = [slot for slot in self.slots if gpus and slot.device["device"] == "CPU"]
+        if blind:
             raise JumpsearchError(
-                f"gpus {','.join(gpus)}: {backend} sees no GPU there (CUDA_VISIBLE_DEVICES={gpus[0]}); "
-                "leave gpus out to train on the CPU"
+                f"gpus {','.join(gpus or [])}: {blind[0].device['backend']} sees no GPU there "
+                f"(CUDA_VISIBLE_DEVICES={blind[0].gpu}); leave gpus out to train on the CPU"
             )
         devices = sorted({(slot.gpu or "", slot.device["device"]) for slot in self.slots})
         where = ", ".join(f"GPU {gpu}: {device}" if gpu else device for gpu, device in devices)

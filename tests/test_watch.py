@@ -2,6 +2,8 @@
 one message, counting rejected points and duplicates together; a library's warnings stay off the terminal."""
 
 import logging
+import subprocess
+import sys
 import warnings
 
 import optuna
@@ -11,7 +13,7 @@ from jumpsearch import JumpsearchError
 from jumpsearch.logs import configure
 from jumpsearch.records import searched, summary
 from jumpsearch.space import load_space
-from jumpsearch.study import run_search
+from jumpsearch.study import _within_budget, run_search, worker_name
 from jumpsearch.training import TrainResult
 
 ONE_FEASIBLE = """\
@@ -60,3 +62,29 @@ def test_library_warnings_are_debug_lines(capsys, caplog):
         warnings.simplefilter("always")
         warnings.warn("a library's remark", UserWarning, stacklevel=1)
     assert "UserWarning: a library's remark" in caplog.text
+
+
+def test_a_trial_past_the_budget_trains_nothing_and_a_dead_process_s_trial_holds_none(tmp_path, write_space):
+    """The budget gate: trials numbered before count while they may still train, but not a running trial
+    whose process on this machine is gone (a journal storage has no heartbeat to fail it)."""
+    calls = []
+
+    def train(candidate, data, seed, on_epoch=None):
+        calls.append(candidate)
+        return TrainResult(0.5, 1.0, 1, 0.1, "CPU")
+
+    storage = str(tmp_path / "journal.log")
+    space = load_space(write_space())
+    run_search(space, trials=1, storage=storage, train=train)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(storage)))  # fmt: skip
+    zombie = study.ask()
+    zombie.set_user_attr("worker", worker_name(dead.pid))
+    run_search(space, trials=2, storage=storage, train=train)
+    assert len(calls) == 2
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned, match="the study holds its 2 trained trials"):
+        _within_budget(trial, 2)
+    assert study.trials[trial.number].user_attrs["over_budget"]
