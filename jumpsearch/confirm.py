@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial
 
 from jumpsearch.config import Candidate
 from jumpsearch.data import Dataset, load_dataset
-from jumpsearch.errors import JumpsearchError
+from jumpsearch.errors import JumpsearchError, check_interrupted
 from jumpsearch.records import front, merge_study_attr, trained
 from jumpsearch.schedule import nondominated_ranks
 from jumpsearch.space import space_from_dict
@@ -164,6 +164,7 @@ def confirm(
                     claims.release(number, run)  # it was stored just before its claim was released
                     continue
                 result = train(recipe, data, seed=seed)
+                check_interrupted()  # a signal swallowed in the run's last steps: its result is not kept
                 accuracy = float(result.val_accuracy)
                 merge_study_attr(study, "confirmations", _with_run(epochs, number, run, accuracy))
                 claims.release(number, run)
