@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import re
 import signal
 import socket
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from jumpsearch.config import echo
-from jumpsearch.errors import Interrupted, JumpsearchError, raise_interrupted
+from jumpsearch.errors import JumpsearchError, handle_signals, interruption
 
 logger = logging.getLogger("jumpsearch.cli")
 
@@ -114,13 +113,9 @@ def _as_flags(message: str, args: argparse.Namespace) -> str:
 
 def _check_backend() -> None:
     """A backend Keras cannot import fails inside ``import keras`` (and in every worker): say so first."""
-    from jumpsearch.device import GPUS
+    from jumpsearch.device import check_backend
 
-    name = os.environ.get("KERAS_BACKEND")
-    if name is not None and name not in GPUS:
-        raise JumpsearchError(
-            f"KERAS_BACKEND {echo(name)}: not a backend jumpsearch trains with (known: {', '.join(GPUS)})"
-        )
+    check_backend()
 
 
 def _search_options(args: argparse.Namespace) -> dict:
@@ -505,20 +500,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `jumpsearch results | head` ends quietly
     args = make_parser().parse_args(argv)
     configure(logging.DEBUG if args.verbose else logging.INFO)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, raise_interrupted)
+    handle_signals()
     try:
         if args.command in RESUME:  # the commands that train
             _check_backend()
         return args.func(args)
-    except Interrupted as e:
-        hint = RESUME.get(args.command, "nothing was left half-written")
-        print(f"jumpsearch: interrupted by {e.name}; {hint}.", file=sys.stderr)
-        return e.exit_status
-    except JumpsearchError as e:
-        print(f"jumpsearch: error: {_as_flags(str(e), args)}", file=sys.stderr)
-        return 2
-    except OSError as e:  # an output file or folder that cannot be written
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"jumpsearch: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as e:
+        stop = interruption(e)  # a signal, whatever error it became where it landed (SystemError in C code)
+        if stop is not None:
+            hint = RESUME.get(args.command, "nothing was left half-written")
+            print(f"jumpsearch: interrupted by {stop.name}; {hint}.", file=sys.stderr)
+            return stop.exit_status
+        if isinstance(e, JumpsearchError):
+            print(f"jumpsearch: error: {_as_flags(str(e), args)}", file=sys.stderr)
+            return 2
+        if isinstance(e, OSError):  # an output file or folder that cannot be written
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"jumpsearch: error: {where}{e.strerror or e}", file=sys.stderr)
+            return 2
+        raise

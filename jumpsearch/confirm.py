@@ -7,7 +7,11 @@ reports rank correlations (Kendall τ, Spearman ρ) between the search's accurac
 the seed-to-seed τ at the search's budget, and which front members stay non-dominated.
 
 Results live in the study's user attribute ``confirmations`` (by epochs: trial → runs), written after
-each run, so an interrupted confirmation resumes where it stopped and the report can show it.
+each run, so an interrupted confirmation resumes where it stopped and the report can show it. Several
+processes may confirm one study at once (with the same or other epochs): each run is claimed first, in
+the user attribute ``confirmation_claims``, so that no run is trained twice, and both attributes are
+merged, never overwritten (``records.merge_study_attr``). A claim lasts ``CLAIM_SECONDS`` unless its
+process renews it, so a dead process's runs are taken over.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import dataclasses
 import logging
 import math
 import statistics
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,15 +33,18 @@ from optuna.trial import FrozenTrial
 
 from jumpsearch.config import Candidate
 from jumpsearch.data import Dataset, load_dataset
-from jumpsearch.errors import JumpsearchError
-from jumpsearch.records import front, trained
+from jumpsearch.errors import JumpsearchError, check_interrupted
+from jumpsearch.records import front, merge_study_attr, trained
 from jumpsearch.schedule import nondominated_ranks
 from jumpsearch.space import space_from_dict
+from jumpsearch.study import WORKER
 
 logger = logging.getLogger(__name__)
 
 CONFIRM_SEED = 7_919  # seeds of confirmation runs: CONFIRM_SEED + run, apart from the search's seeds
 RESEED = "reseeded"  # the run at the search's own budget with another seed
+CLAIM_SECONDS = 120.0  # a claim not renewed for this long is a dead process's: another takes the run over
+WAIT_SECONDS = 5.0  # between looks at the runs other processes are training
 
 
 @dataclass(frozen=True)
@@ -131,31 +140,133 @@ def confirm(
         train = train_and_evaluate
     if data is None:
         data = load_dataset(space.data, data_dir)
-    stored: dict[str, Any] = dict(study.user_attrs.get("confirmations", {}))
-    runs: dict[str, dict[str, float]] = {k: dict(v) for k, v in stored.get(str(epochs), {}).items()}
-    total, done = len(chosen) * (1 + seeds), sum(len(runs.get(str(t.number), {})) for t in chosen)
-    logger.info("confirming %d trials at %d epochs, %d seeds: %d of %d runs to go", len(chosen), epochs, seeds,
-                total - done, total)  # fmt: skip
+    plan = []
     for trial in chosen:
         candidate = Candidate.from_dict(trial.user_attrs["config"])
-        mine = runs.setdefault(str(trial.number), {})
-        plan = [(RESEED, candidate, CONFIRM_SEED + 10_000 + trial.number)]
+        plan.append((trial.number, RESEED, candidate, CONFIRM_SEED + 10_000 + trial.number))
         longer = Candidate(candidate.model, dataclasses.replace(candidate.training, epochs=epochs, repeats=1))
-        plan += [(str(s), longer, CONFIRM_SEED + s) for s in range(seeds)]
-        for run, recipe, seed in plan:
-            if run in mine:
-                continue
-            result = train(recipe, data, seed=seed)
-            mine[run] = float(result.val_accuracy)
-            stored[str(epochs)] = runs
-            study.set_user_attr("confirmations", stored)  # after each run: an interruption loses one at most
-            done += 1
-            logger.info("run %d of %d: trial %d, %s: validation accuracy %.4f", done, total, trial.number,
-                        "another seed at the search's budget" if run == RESEED else f"seed {run}",
-                        result.val_accuracy)  # fmt: skip
-            if on_run is not None:
-                on_run(trial.number, run, mine[run])
-    return summarise(study, chosen, runs, epochs, seeds)
+        plan += [(trial.number, str(s), longer, CONFIRM_SEED + s) for s in range(seeds)]
+    total = len(plan)
+
+    def left() -> list[tuple[int, str, Candidate, int]]:
+        runs = stored_runs(study, epochs)
+        return [p for p in plan if p[1] not in runs.get(str(p[0]), {})]
+
+    logger.info("confirming %d trials at %d epochs, %d seeds: %d of %d runs to go", len(chosen), epochs, seeds,
+                len(left()), total)  # fmt: skip
+    with _Claims(study, epochs) as claims:
+        while todo := left():
+            trained_one = False
+            for number, run, recipe, seed in todo:
+                if not claims.take(number, run):
+                    continue  # another process is training it
+                if run in stored_runs(study, epochs).get(str(number), {}):
+                    claims.release(number, run)  # it was stored just before its claim was released
+                    continue
+                result = train(recipe, data, seed=seed)
+                check_interrupted()  # a signal swallowed in the run's last steps: its result is not kept
+                accuracy = float(result.val_accuracy)
+                merge_study_attr(study, "confirmations", _with_run(epochs, number, run, accuracy))
+                claims.release(number, run)
+                trained_one = True
+                logger.info("run %d of %d: trial %d, %s: validation accuracy %.4f", total - len(left()), total,
+                            number, "another seed at the search's budget" if run == RESEED else f"seed {run}",
+                            accuracy)  # fmt: skip
+                if on_run is not None:
+                    on_run(number, run, accuracy)
+            if not trained_one:  # the runs left are other processes': wait for them, or for their claims to lapse
+                time.sleep(WAIT_SECONDS)
+    return summarise(study, chosen, stored_runs(study, epochs), epochs, seeds)
+
+
+def stored_runs(study: optuna.Study, epochs: int) -> dict[str, dict[str, float]]:
+    """The confirmation runs stored for ``epochs``: trial → run → validation accuracy."""
+    return (study.user_attrs.get("confirmations") or {}).get(str(epochs), {})
+
+
+def _with_run(epochs: int, number: int, run: str, accuracy: float) -> Callable[[Any], dict[str, Any]]:
+    """For ``merge_study_attr``: the stored confirmations with this run's accuracy added."""
+
+    def merge(stored: Any) -> dict[str, Any]:
+        stored = stored or {}
+        stored.setdefault(str(epochs), {}).setdefault(str(number), {})[run] = accuracy
+        return stored
+
+    return merge
+
+
+class _Claims:
+    """This process's claims on confirmation runs (``confirmation_claims``: "epochs/trial/run" → the
+    claimant and the time its claim lapses), renewed by a thread while it trains, released on the way out.
+
+    A claim is as atomic as Optuna's study attributes allow: they offer no compare-and-set, and the last
+    writer wins. A claimant writes its claim, reads it back after ``SETTLE_SECONDS`` and trains only if the
+    claim is still its own; two processes can both train a run only if one of them took longer than that
+    pause between reading the run free and writing its claim.
+    """
+
+    def __init__(self, study: optuna.Study, epochs: int) -> None:
+        self.study, self.epochs = study, epochs
+        self.mine: set[str] = set()
+        self.stop = threading.Event()
+        self.renewer = threading.Thread(target=self._renew, daemon=True)
+
+    def __enter__(self) -> _Claims:
+        self.renewer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.renewer.join()
+        for key in list(self.mine):  # interrupted: another process may take these runs at once
+            self._release(key)
+
+    def take(self, number: int, run: str) -> bool:
+        key = f"{self.epochs}/{number}/{run}"
+
+        def claim(stored: Any) -> dict[str, Any]:
+            stored = stored or {}
+            holder = stored.get(key)
+            if holder is None or (holder["by"] != WORKER and holder["until"] < time.time()):
+                stored[key] = {"by": WORKER, "until": time.time() + CLAIM_SECONDS}
+            return stored
+
+        self.mine.add(key)  # first: released on the way out even if a signal comes while it is written
+        if merge_study_attr(self.study, "confirmation_claims", claim)[key]["by"] != WORKER:
+            self.mine.discard(key)
+            return False
+        return True
+
+    def release(self, number: int, run: str) -> None:
+        self._release(f"{self.epochs}/{number}/{run}")
+
+    def _release(self, key: str) -> None:
+        self.mine.discard(key)
+        merge_study_attr(self.study, "confirmation_claims", lambda stored: _without(stored or {}, key))
+
+    def _renew(self) -> None:
+        while not self.stop.wait(CLAIM_SECONDS / 4):
+            for key in list(self.mine):
+                merge_study_attr(self.study, "confirmation_claims", _renewed(key, time.time() + CLAIM_SECONDS))
+
+
+def _without(claims: dict[str, Any], key: str) -> dict[str, Any]:
+    """The claims without this process's claim ``key``."""
+    if claims.get(key, {}).get("by") == WORKER:
+        del claims[key]
+    return claims
+
+
+def _renewed(key: str, until: float) -> Callable[[Any], dict[str, Any]]:
+    """For ``merge_study_attr``: the claims with this process's claim ``key`` lasting until ``until``."""
+
+    def merge(stored: Any) -> dict[str, Any]:
+        claims = stored or {}
+        if claims.get(key, {}).get("by") == WORKER and claims[key]["until"] < until:
+            claims[key]["until"] = until
+        return claims
+
+    return merge
 
 
 def summarise(

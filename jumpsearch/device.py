@@ -14,6 +14,7 @@ backend imports and finds its devices, then hands those lines to this module's l
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -22,7 +23,9 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 
+from jumpsearch.config import echo
 from jumpsearch.errors import JumpsearchError
 
 logger = logging.getLogger(__name__)
@@ -73,11 +76,29 @@ def _torch_gpus() -> list[str]:
 GPUS = {"tensorflow": _tensorflow_gpus, "jax": _jax_gpus, "torch": _torch_gpus}
 
 
+def check_backend() -> str:
+    """The backend Keras will import (``KERAS_BACKEND``, else the ``backend`` of Keras's ``keras.json``,
+    else TensorFlow), read without importing anything: an unknown one is refused before any process
+    starts or any study is made, rather than as Keras's traceback from every worker."""
+    name, source = os.environ.get("KERAS_BACKEND"), "KERAS_BACKEND"
+    if not name:
+        config = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "keras.json"
+        try:
+            name, source = json.loads(config.read_text()).get("backend"), f"{config}: backend"
+        except (OSError, ValueError, AttributeError):
+            name = None
+    name = name or "tensorflow"
+    if name not in GPUS:
+        raise JumpsearchError(f"{source} {echo(name)}: not a backend jumpsearch trains with (known: {', '.join(GPUS)})")
+    return name
+
+
 def backend() -> str:
     """The Keras backend of this process (imported quietly on first use). On JAX or PyTorch, Keras is
     told that TensorFlow is absent, so that it does not import it for its own optional uses (seeding
     tf.random, recognizing TensorFlow types): the package then runs the same where TensorFlow is not
     installed at all."""
+    check_backend()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's later C++ notes, e.g. tf.data's, too
     with quiet_native_stderr():
         import keras
@@ -103,8 +124,6 @@ def setup_device() -> str:
     memory settings); returns the device as a trial records it, e.g. ``CPU`` or ``GPU:0 NVIDIA H100``."""
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX: take GPU memory as needed
     name = backend()
-    if name not in GPUS:
-        raise JumpsearchError(f"KERAS_BACKEND {name!r}: jumpsearch trains with tensorflow, jax or torch")
     with quiet_native_stderr():
         gpus = GPUS[name]()
     if not gpus:

@@ -4,6 +4,8 @@ stops a search."""
 from __future__ import annotations
 
 import signal
+import sys
+from typing import Any
 
 
 class JumpsearchError(Exception):
@@ -12,6 +14,11 @@ class JumpsearchError(Exception):
 
 class ConfigError(JumpsearchError, ValueError):
     """A configuration that cannot be built, or a value of the wrong type or range."""
+
+
+class StorageFailed(BaseException):
+    """The storage takes no more writes (its disk is full, say): nothing a search does can be recorded,
+    so it stops at once. Not an Exception, so that Optuna's ``catch`` of failed trials lets it through."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -32,9 +39,52 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+_pending: int | None = None  # the signal that asked this process to stop, once one has
+
+
 def raise_interrupted(signum: int, frame: object) -> None:
     """A signal handler: stop the running code as Ctrl-C would, naming the signal. Later signals are
-    ignored, so that a second Ctrl-C cannot cut short the recording of the first."""
+    ignored, so that a second Ctrl-C cannot cut short the recording of the first.
+
+    The exception lands in whatever code runs at that moment, and some code swallows it (a ``__del__``,
+    a garbage-collector callback, a C extension that turns it into another error): the signal is kept
+    here too, and ``check_interrupted`` raises it again at the package's safe points."""
+    global _pending
+    _pending = signum
     for other in (signal.SIGINT, signal.SIGTERM):
         signal.signal(other, signal.SIG_IGN)
     raise Interrupted(signum)
+
+
+def check_interrupted() -> None:
+    """Raise Interrupted again if a signal came and its first exception was swallowed on the way."""
+    if _pending is not None:
+        raise Interrupted(_pending)
+
+
+def interruption(error: BaseException) -> Interrupted | None:
+    """The signal behind ``error``: Interrupted itself, any error raised once a signal had come (a C
+    extension interrupted mid-call reports SystemError, a storage driver its own error), or a bare
+    KeyboardInterrupt (SIGINT); None for an error no signal caused."""
+    if isinstance(error, Interrupted):
+        return error
+    if _pending is not None:
+        return Interrupted(_pending)
+    return Interrupted(signal.SIGINT) if isinstance(error, KeyboardInterrupt) else None
+
+
+def _unraisable(hook: Any) -> Any:
+    def quiet(unraisable: Any) -> None:
+        """An Interrupted swallowed by a finalizer is not news: it is kept, and raised again later."""
+        if not isinstance(unraisable.exc_value, Interrupted):
+            hook(unraisable)
+
+    return quiet
+
+
+def handle_signals() -> None:
+    """Make SIGINT and SIGTERM raise Interrupted in this process (the main thread), and keep the
+    "Exception ignored in ..." lines of swallowed ones off the terminal."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, raise_interrupted)
+    sys.unraisablehook = _unraisable(sys.__unraisablehook__)

@@ -40,3 +40,11 @@ def configure(level: int = logging.INFO) -> None:
     # Every trial traces a new model: TensorFlow's "retracing is expensive" warning is expected here.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.showwarning = _warning_to_debug
+
+
+def _warning_to_debug(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: object = None, line: str | None = None) -> None:  # fmt: skip
+    """A library's warning (Optuna's, about a step that does not divide a range, say) as a DEBUG line:
+    what the user must know, the package says itself in one line; -v shows the rest."""
+    logging.getLogger(__name__).debug("%s: %s (%s:%d)", category.__name__, message, filename, lineno)

@@ -4,7 +4,9 @@ A trained trial holds ``config``, ``params``, ``flops``, ``key`` (the network an
 ``counting.candidate_key``), ``train_seconds``, ``epochs``, ``device``, ``worker`` and ``val_loss``. A
 trial whose configuration was already trained in the study is complete with the earlier result and
 ``duplicate_of`` (it cost no training); one rejected before training is pruned with ``rejected``; one
-that raised is failed with ``fail_reason`` and ``traceback``, or ``interrupted`` when a signal stopped it.
+that raised is failed with ``fail_reason`` and ``traceback``, or ``interrupted`` when a signal stopped it,
+or ``worker_died`` when its worker died (killed, or its heartbeats stopped). One sampled once the study
+held its budget is pruned with ``over_budget``, untrained.
 
 Under a schedule, a trial records ``rungs`` (epoch → validation accuracy at each rung it reached); one
 the schedule stopped is pruned with ``stopped_at`` (the epochs it trained), and its ``accuracy`` then
@@ -16,9 +18,12 @@ and the progress of a running trial) and ``costs`` (seconds: ``fixed`` = ``build
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,6 +32,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 logger = logging.getLogger(__name__)
+
+SETTLE_SECONDS = 0.5  # longer than a read then a write of a study attribute take
 
 
 def is_duplicate(trial: FrozenTrial) -> bool:
@@ -48,10 +55,15 @@ def stopped(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if is_stopped(t)]
 
 
+def counts_as_searched(trial: FrozenTrial) -> bool:
+    """Trained, to the end or until the schedule stopped it: what a budget of trials counts."""
+    return (trial.state == TrialState.COMPLETE and not is_duplicate(trial)) or is_stopped(trial)
+
+
 def searched(study: optuna.Study) -> int:
     """Configurations trained, to the end or until the schedule stopped them: what a budget of trials counts."""
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return sum((t.state == TrialState.COMPLETE and not is_duplicate(t)) or is_stopped(t) for t in finished)
+    return sum(counts_as_searched(t) for t in finished)
 
 
 def front(study: optuna.Study) -> list[FrozenTrial]:
@@ -94,7 +106,8 @@ def spent_training(trial: FrozenTrial) -> bool:
     if trial.state == TrialState.PRUNED:
         return is_stopped(trial)
     if trial.state == TrialState.FAIL:
-        return "fail_reason" in trial.user_attrs and not trial.user_attrs.get("interrupted")
+        attrs = trial.user_attrs
+        return "fail_reason" in attrs and not attrs.get("interrupted") and not attrs.get("worker_died")
     return trial.state in (TrialState.COMPLETE, TrialState.RUNNING)
 
 
@@ -109,10 +122,35 @@ def spent(study: optuna.Study) -> dict[str, float]:
 
 
 def summary(study: optuna.Study) -> str:
-    """One line: configurations trained, how many the schedule stopped, and the compute they used."""
+    """One line: configurations trained, how many the schedule stopped, how many sampled points repeated
+    a trained one, and the compute they used."""
     halted, used = len(stopped(study)), spent(study)
     early = f" ({halted} stopped early by the schedule)" if halted else ""
+    repeats = sum(is_duplicate(t) for t in study.get_trials(deepcopy=False))
+    again = f"; {repeats} sampled points repeated a trained configuration (not trained again)" if repeats else ""
     return (
-        f"{searched(study)} trained trials{early}; {used['epochs']:,} epochs, {used['images']:,} images, "
+        f"{searched(study)} trained trials{early}{again}; {used['epochs']:,} epochs, {used['images']:,} images, "
         f"{used['seconds']:,.0f} s of training"
     )
+
+
+def merge_study_attr(study: optuna.Study, key: str, merge: Callable[[Any], Any]) -> Any:
+    """Write ``merge(stored value)`` (None when absent) to the study attribute ``key``, keeping what other
+    processes write there at the same time; returns the value stored in the end.
+
+    Optuna's storages replace an attribute whole, and the last writer wins: so a writer reads the value
+    back after a pause longer than another's read-then-write takes, and merges again until its change is
+    in it (``merge`` then changes nothing). ``merge`` must be idempotent.
+    """
+    while True:
+        stored = study.user_attrs.get(key)
+        wanted = merge(copy.deepcopy(stored))
+        if wanted == stored:
+            return stored
+        study.set_user_attr(key, wanted)
+        time.sleep(SETTLE_SECONDS)
+
+
+def appended(entry: Any) -> Callable[[Any], list[Any]]:
+    """For ``merge_study_attr``: the stored list with ``entry`` at its end, once."""
+    return lambda stored: (stored or []) + ([] if entry in (stored or []) else [entry])

@@ -8,6 +8,7 @@ and whose study it is (a study another tool made in the same storage is refused,
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
@@ -136,6 +137,25 @@ def require_jumpsearch_study(study: optuna.Study, url: str | None = None) -> Non
     )
 
 
+FULL = ("database or disk is full", "no space left on device", "disk quota exceeded", "file too large")
+
+
+def storage_failure(error: BaseException) -> str | None:
+    """Why a storage can take no more writes, if ``error`` (or an error behind it: Optuna wraps the
+    driver's as "invalid data ... exceeding max length") says so; None for any other error."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        full = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        if full or any(words in str(cause).lower() for words in FULL):
+            return "no space left on its device (disk full); free some, then run the same command to resume"
+        if "disk i/o error" in str(cause).lower():  # SQLite's word for a write the system refused
+            return "cannot write to it (disk I/O error: no space left, a file size limit, or a failing disk)"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def _unreachable() -> tuple[type[BaseException], ...]:
     """Errors worth another try, by type: the server did not answer, or another process was creating the
     same database's tables at the same moment (Optuna's schema set-up is not atomic)."""
@@ -239,5 +259,36 @@ def _open(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
         engine_kwargs=engine,
         heartbeat_interval=heartbeat,
         grace_period=GRACE_FACTOR * heartbeat,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        heartbeat_stale_trial_callback=_StaleTrial(GRACE_FACTOR * heartbeat),
     )
+
+
+class _StaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial whose heartbeats stopped, after recording why it failed (``fail_reason``,
+    ``worker_died``: its configuration did not finish training, so the retry is no duplicate of it)."""
+
+    def __init__(self, grace: int) -> None:
+        super().__init__(max_retry=MAX_RETRY)
+        self.grace = grace
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        worker = trial.user_attrs.get("worker", "its worker")
+        reason = f"{worker} sent no heartbeat for {self.grace} s (killed, or its machine lost)"
+        _record_on_finished(study, trial, {"fail_reason": reason, "worker_died": True})
+        super().__call__(study, trial)
+
+
+def _record_on_finished(study: optuna.Study, trial: optuna.trial.FrozenTrial, attrs: dict[str, object]) -> None:
+    """User attributes on a trial Optuna has already failed: its storage API refuses any write to a finished
+    trial, so they go into the RDB storage's table directly (the one process that failed it does this)."""
+    import json
+
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    rdb = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
+    with _create_scoped_session(rdb.scoped_session, True) as session:
+        for key, value in attrs.items():
+            if key not in trial.user_attrs:
+                row = models.TrialUserAttributeModel(trial_id=trial._trial_id, key=key, value_json=json.dumps(value))
+                session.add(row)

@@ -7,6 +7,7 @@ import math
 import os
 import socket
 import statistics
+import time
 import traceback
 import warnings
 from collections.abc import Callable
@@ -20,9 +21,18 @@ from optuna.trial import FrozenTrial, TrialState
 
 from jumpsearch.counting import candidate_key, count
 from jumpsearch.data import Dataset, load_dataset
-from jumpsearch.errors import ConfigError, JumpsearchError
+from jumpsearch.errors import ConfigError, JumpsearchError, StorageFailed, check_interrupted, interruption
 from jumpsearch.progress import SearchBar
-from jumpsearch.records import is_duplicate, is_stopped, searched, spent, spent_training
+from jumpsearch.records import (
+    appended,
+    counts_as_searched,
+    is_duplicate,
+    is_stopped,
+    merge_study_attr,
+    searched,
+    spent,
+    spent_training,
+)
 from jumpsearch.schedule import continues
 from jumpsearch.space import SearchSpace, space_changes, space_from_dict
 from jumpsearch.storage import (
@@ -31,15 +41,23 @@ from jumpsearch.storage import (
     open_storage,
     redact,
     require_jumpsearch_study,
+    storage_failure,
     storage_url,
 )
 
 logger = logging.getLogger(__name__)
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial, to find it when it hangs
+
+def worker_name(pid: int) -> str:
+    """How a trial names the process that ran it (``worker``): to find it when it hangs or dies."""
+    return f"{socket.gethostname()}:{pid}"
+
+
+WORKER = worker_name(os.getpid())
 MAX_CONSECUTIVE_FAILURES = 5
-MAX_CONSECUTIVE_REJECTIONS = 50
-MAX_CONSECUTIVE_DUPLICATES = 20
+MAX_CONSECUTIVE_REJECTIONS = 50  # points in a row that trained nothing new (rejected or duplicates)
+MAX_CONSECUTIVE_DUPLICATES = 20  # of them, duplicates of trained configurations
+BUDGET_POLL_SECONDS = 0.5
 TRACEBACK_CHARS = 8000
 REPEAT_SEED_STRIDE = 100_003  # repeat k of trial n trains with seed + n + k·stride: no two runs share a seed
 
@@ -67,28 +85,36 @@ class Objective:
     seed: int = 0
     train: Callable[..., Any] | None = None
     on_epoch: Callable[[int, int, int], None] | None = None
+    budget: int | None = None  # trained trials the study should hold: a trial past it does not train
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         try:
-            return self._run(trial)
+            check_interrupted()  # a signal swallowed before this trial (by a finalizer, say) stops here
+            values = self._run(trial)
+            check_interrupted()  # ... and one swallowed in its last steps fails it rather than completing it
+            return values
         except optuna.TrialPruned:
             raise
-        except KeyboardInterrupt as e:  # Ctrl-C or a signal: Optuna fails the trial and stops
-            trial.set_user_attr("fail_reason", f"interrupted by {getattr(e, 'name', 'SIGINT')}")
-            trial.set_user_attr("interrupted", True)
-            raise
-        except Exception as e:
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
-            trial.set_user_attr("traceback", traceback.format_exc()[-TRACEBACK_CHARS:])
+        except BaseException as e:  # Ctrl-C or a signal, whatever error it became: Optuna fails the trial
+            stop = interruption(e)
+            if stop is not None:
+                trial.set_user_attr("fail_reason", f"interrupted by {stop.name}")
+                trial.set_user_attr("interrupted", True)
+                raise stop from None
+            if storage_failure(e) is not None:  # past Optuna's catch: nothing more can be stored
+                raise StorageFailed(str(e)) from e
+            if isinstance(e, Exception):
+                trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
+                trial.set_user_attr("traceback", traceback.format_exc()[-TRACEBACK_CHARS:])
             raise
 
     def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
+        trial.set_user_attr("worker", WORKER)  # first: a trial this process leaves running is found by it
         try:
             candidate = self.space.suggest(trial, self.data.input_shape, self.data.num_classes)
         except ConfigError as e:
             _reject(trial, str(e))
         counts = count(candidate.model)
-        trial.set_user_attr("worker", WORKER)
         trial.set_user_attr("config", candidate.to_dict())
         trial.set_user_attr("params", counts.trainable)
         trial.set_user_attr("flops", counts.macs)
@@ -105,6 +131,8 @@ class Objective:
             trial.set_user_attr("train_seconds", 0.0)
             trial.set_user_attr("epochs", 0)
             return tuple(twin.values)
+        if self.budget is not None:
+            _within_budget(trial, self.budget)
         from jumpsearch.training import steps_per_epoch, train_and_evaluate
 
         train = self.train or train_and_evaluate
@@ -166,6 +194,7 @@ class _Rungs:
     recorded: dict[str, float] = field(default_factory=dict)
 
     def __call__(self, epoch: int, accuracy: float) -> bool:
+        check_interrupted()
         rung = str(epoch)  # JSON keys
         self.recorded[rung] = accuracy
         self.trial.set_user_attr("rungs", dict(self.recorded))  # before reading: racing trials see each other
@@ -185,6 +214,44 @@ class _Rungs:
         logger.debug("trial %d at epoch %d: accuracy %.4f, %s (%d others at this rung)", self.trial.number, epoch,
                      accuracy, "goes on" if go else "stops", len(others))  # fmt: skip
         return go
+
+
+def _within_budget(trial: optuna.Trial, budget: int) -> None:
+    """Let the trial train only if fewer than ``budget`` trials numbered before it trained or may be
+    training, so that however many processes share the study it holds exactly ``budget`` trained trials.
+
+    Each trial judges only the trials before it, so two racing trials never both count on the other.
+    While earlier running trials could still fall short (fail, turn out duplicates), it waits for them;
+    once the earlier ones fill the budget it is pruned with ``over_budget``, having trained nothing.
+    """
+    while True:
+        earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
+        done = sum(counts_as_searched(t) for t in earlier)
+        if done >= budget:
+            trial.set_user_attr("over_budget", True)
+            raise optuna.TrialPruned(f"the study holds its {budget} trained trials")
+        if done + sum(_may_train(t) for t in earlier) < budget:
+            return
+        time.sleep(BUDGET_POLL_SECONDS)
+        with warnings.catch_warnings():  # a dead worker's trial must not hold this one forever
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(trial.study)
+
+
+def _may_train(trial: FrozenTrial) -> bool:
+    """Running and no duplicate, unless its process on this machine is gone (a storage without heartbeats,
+    such as a journal, would leave it running for ever)."""
+    if trial.state != TrialState.RUNNING or is_duplicate(trial):
+        return False
+    host, _, pid = trial.user_attrs.get("worker", "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, another user's
+            pass
+    return True
 
 
 def _twin(trial: optuna.Trial, key: str) -> FrozenTrial | None:
@@ -260,10 +327,9 @@ def create_study(
         )
     except ValueError as e:  # an existing study with other directions and no stored space
         raise JumpsearchError(f"study {name!r} in {redact(url)}: {e}") from None
-    if noted:
-        history = list(study.user_attrs.get("space_changes", []))
-        history.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "changes": noted})
-        study.set_user_attr("space_changes", history)
+    if noted:  # merged: two processes resuming at once both keep their entry
+        entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "changes": noted}
+        merge_study_attr(study, "space_changes", appended(entry))
         logger.info("study %r resumed with an edited space: %s", name, "; ".join(noted))
     if noted or "space" not in study.user_attrs:
         study.set_user_attr("space", space.raw)
@@ -286,8 +352,9 @@ def _note_space(study: optuna.Study) -> None:
 
 @dataclass
 class _Watch:
-    """Stops the loop at the budget, or when trials keep failing, being rejected or repeating; reports
-    each trial that did not train in one line, and drives the progress bar."""
+    """Stops the loop at the budget, or when trials keep failing, or keep training nothing new (rejected
+    before training, or duplicates of trained configurations); reports each failed trial in one line,
+    and drives the progress bar. A signal swallowed during a trial stops the loop here at the latest."""
 
     budget: int
     process_trials: int | None = None
@@ -301,14 +368,17 @@ class _Watch:
     stopped_because: str = field(default="")
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        check_interrupted()
         attrs = trial.user_attrs
         failed = trial.state == TrialState.FAIL
         rejected = trial.state == TrialState.PRUNED and "rejected" in attrs
         duplicate = is_duplicate(trial)
-        # Failures count since the last completed trial; rejections and duplicates since the last trained one.
+        trained = (trial.state in (TrialState.COMPLETE, TrialState.FAIL) or is_stopped(trial)) and not duplicate
+        # Failures count since the last completed trial; rejections and duplicates together since the last
+        # trained one (a rejected point between two duplicates does not make the space less exhausted).
         self.failures = 0 if trial.state == TrialState.COMPLETE or is_stopped(trial) else self.failures + failed
-        self.rejections = self.rejections + 1 if rejected else 0
-        self.duplicates = self.duplicates + 1 if duplicate else 0
+        self.rejections = 0 if trained else self.rejections + rejected
+        self.duplicates = 0 if trained else self.duplicates + duplicate
         if failed and not attrs.get("interrupted"):
             self.last_reason = attrs.get("fail_reason", "its worker stopped")
             logger.warning(
@@ -319,11 +389,15 @@ class _Watch:
             self.last_reason = attrs["rejected"]
             logger.debug("trial %d rejected before training: %s", trial.number, self.last_reason)
         elif duplicate:
-            logger.info("trial %d is trial %d again (same network and recipe): not trained", trial.number,
-                        attrs["duplicate_of"])  # fmt: skip
+            logger.debug("trial %d is trial %d again (same network and recipe): not trained", trial.number,
+                         attrs["duplicate_of"])  # fmt: skip
         if self.bar is not None:
             self.bar.refresh(with_running=False)
-        self.trained += (trial.state in (TrialState.COMPLETE, TrialState.FAIL) or is_stopped(trial)) and not duplicate
+        self.trained += trained
+        untrained = self.rejections + self.duplicates
+        exhausted = self.duplicates >= MAX_CONSECUTIVE_DUPLICATES or (
+            self.duplicates > 0 and untrained >= MAX_CONSECUTIVE_REJECTIONS
+        )
         if searched(study) >= self.budget or (self.process_trials and self.trained >= self.process_trials):
             study.stop()
         elif self.epoch_budget is not None and spent(study)["epochs"] >= self.epoch_budget:
@@ -331,18 +405,36 @@ class _Watch:
         elif self.failures >= MAX_CONSECUTIVE_FAILURES:
             self.stopped_because = f"{self.failures} trials in a row failed; the last: {self.last_reason}"
             study.stop()
+        elif exhausted:
+            self.stopped_because = (
+                f"{self.duplicates} sampled points in a row had been trained already ({self.rejections} rejected "
+                f"ones between them): the space looks exhausted at {searched(study)} configurations; widen it, "
+                "or ask for fewer trials"
+            )
+            study.stop()
         elif self.rejections >= MAX_CONSECUTIVE_REJECTIONS:
             self.stopped_because = (
                 f"{self.rejections} sampled points in a row were rejected before training; the last: "
                 f"{self.last_reason}. Narrow the space's ranges towards what the constraints allow"
             )
             study.stop()
-        elif self.duplicates >= MAX_CONSECUTIVE_DUPLICATES:
-            self.stopped_because = (
-                f"{self.duplicates} sampled points in a row had been trained already: the space looks exhausted "
-                f"at {searched(study)} configurations; widen it, or ask for fewer trials"
-            )
-            study.stop()
+
+
+def fail_running(study: optuna.Study, worker: str, attrs: dict[str, Any]) -> list[FrozenTrial]:
+    """Fail the trials ``worker`` left running, recording ``attrs`` (``fail_reason`` and what else tells
+    why) first; returns the trials this call failed (not those another process finished meanwhile)."""
+    storage, failed = study._storage, []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker") != worker:
+            continue
+        try:
+            for key, value in attrs.items():
+                storage.set_trial_user_attr(trial._trial_id, key, value)
+            if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                failed.append(storage.get_trial(trial._trial_id))
+        except optuna.exceptions.UpdateFinishedTrialError:  # its heartbeat check failed it elsewhere first
+            pass
+    return failed
 
 
 def run_search(
@@ -391,9 +483,21 @@ def run_search(
         return study
     watch = _Watch(budget, process_trials, SearchBar(study, budget) if progress else None, epoch_budget)
     on_epoch = watch.bar.epoch if watch.bar is not None else None
-    objective = Objective(space, data, seed=space.seed if seed is None else seed, train=train, on_epoch=on_epoch)
+    objective = Objective(space, data, seed=space.seed if seed is None else seed, train=train, on_epoch=on_epoch,
+                          budget=budget)  # fmt: skip
     try:
         study.optimize(objective, timeout=timeout, callbacks=[watch], catch=(Exception,), gc_after_trial=True)
+    except (StorageFailed, Exception) as e:  # a storage that takes no more writes stops every worker at once
+        failure = storage_failure(e)
+        if failure is None or interruption(e) is not None:
+            raise
+        raise JumpsearchError(f"storage {redact(storage_url(storage, space.name))}: {failure}") from None
+    except KeyboardInterrupt as e:
+        stop = interruption(e)
+        assert stop is not None
+        # A signal that landed in Optuna's own code, outside the objective, left the trial running.
+        fail_running(study, WORKER, {"fail_reason": f"interrupted by {stop.name}", "interrupted": True})
+        raise
     finally:
         if watch.bar is not None:
             watch.bar.close()

@@ -11,6 +11,7 @@ from typing import Any
 from jumpsearch.config import Candidate, TrainingConfig
 from jumpsearch.data import Dataset
 from jumpsearch.device import set_seed, setup_device
+from jumpsearch.errors import check_interrupted
 
 
 class TrainingFailed(RuntimeError):
@@ -141,6 +142,21 @@ def _epoch_callback(
     return Epochs()
 
 
+def _interruption_callback():  # -> keras.callbacks.Callback
+    """A Keras callback that raises, at the next batch, a signal whose exception was swallowed on its way
+    (in a finalizer or a garbage-collector callback of the backend): training stops within a step."""
+    import keras
+
+    class Interruptions(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            check_interrupted()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            check_interrupted()
+
+    return Interruptions()
+
+
 def train_and_evaluate(
     candidate: Candidate,
     data: Dataset,
@@ -208,7 +224,7 @@ def train_and_evaluate(
         train,
         epochs=config.epochs,
         steps_per_epoch=steps,
-        callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks],
+        callbacks=[keras.callbacks.TerminateOnNaN(), _interruption_callback(), *callbacks],
         shuffle=False,  # both inputs shuffle themselves
         verbose=0,
     )

@@ -1,16 +1,23 @@
 """Trusting a front: confirmation runs, rank correlations, noise, repeats, and Fashion-MNIST's files."""
 
+import collections
 import gzip
 import math
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import optuna
 import pytest
+import test_workers
 
 from jumpsearch import JumpsearchError, best_configs, confirm, write_report
 from jumpsearch.cli import main
 from jumpsearch.config import DataConfig
-from jumpsearch.confirm import RESEED, choose, kendall_tau, spearman_rho, stored_confirmation
+from jumpsearch.confirm import RESEED, _with_run, choose, kendall_tau, spearman_rho, stored_confirmation
 from jumpsearch.data import FASHION_MNIST_FILES, load_dataset, read_idx
 from jumpsearch.records import front
 from jumpsearch.space import space_from_dict
@@ -194,3 +201,108 @@ def test_confirm_on_the_command_line_prints_and_reprints(tmp_path, monkeypatch, 
     confirmed = [float(line.split()[3]) for line in table.splitlines()[1:]]
     assert confirmed == sorted(confirmed, reverse=True) and all(0 <= a <= 1 for a in confirmed)
     assert not math.isnan(confirmed[0])
+
+
+postgres_url = test_workers.postgres_url  # a fixture: a fresh PostgreSQL database
+
+
+@pytest.fixture(autouse=True)
+def quick_settle(monkeypatch):
+    """One process here: no other writer to wait for between writing a study attribute and reading it."""
+    monkeypatch.setattr("jumpsearch.records.SETTLE_SECONDS", 0.0)
+
+
+def test_a_run_another_process_holds_is_left_to_it_and_a_lapsed_claim_is_taken_over(study, monkeypatch):
+    chosen = choose(study, others=0)
+    first = chosen[0].number
+    other = {"by": "elsewhere:1", "until": time.time() + 600}
+    study.set_user_attr("confirmation_claims", {f"6/{first}/0": other, f"6/{first}/1": {**other, "until": 0}})
+    monkeypatch.setattr(sys.modules["jumpsearch.confirm"], "WAIT_SECONDS", 0.01)
+    calls = []
+    train = scripted(calls)
+
+    def store_the_held_run_once_waiting(*args, **kwargs):  # the other process finishes its run meanwhile
+        result = train(*args, **kwargs)
+        if len(calls) == 3 * len(chosen) - 1:
+            study.set_user_attr("confirmations", _with_run(6, first, "0", 0.5)(study.user_attrs["confirmations"]))
+        return result
+
+    result = confirm(study, seeds=2, others=0, train=store_the_held_run_once_waiting)
+    assert len(calls) == 3 * len(chosen) - 1  # all but the run held by a live claim; the lapsed one retaken
+    assert result.table.set_index("trial").loc[first, "seed 0"] == 0.5
+    assert study.user_attrs["confirmation_claims"] == {f"6/{first}/0": other}  # its own claims released
+
+
+def test_an_interrupted_confirmation_releases_its_claims(study):
+    with pytest.raises(KeyboardInterrupt):
+        confirm(study, seeds=2, train=scripted([], fail_after=2))
+    assert study.user_attrs["confirmation_claims"] == {}
+    assert sum(len(r) for r in study.user_attrs["confirmations"]["6"].values()) == 2
+
+
+CONFIRM_SPACE = """\
+name: {name}
+data: {{dataset: digits}}
+model: {{groups: 1, blocks_per_group: 1, stem_filters: [8, 8], base_filters: {{choice: [8, 16, 24]}}}}
+training: {{epochs: 1, steps_per_epoch: 2, batch_size: 32, learning_rate: {{float: [1e-3, 1e-2]}}}}
+sampler: random
+"""
+
+
+def jumpsearch(*args, cwd) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jumpsearch", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.mark.parametrize("epochs", [("2", "2"), ("2", "3")])
+def test_two_confirm_processes_on_one_postgresql_study_train_each_run_once(tmp_path, postgres_url, epochs):
+    (tmp_path / "space.yaml").write_text(CONFIRM_SPACE.format(name="twice"))
+    search = jumpsearch("run", "--space", "space.yaml", "--storage", postgres_url, "--trials", "3", "-q", cwd=tmp_path)
+    assert search.wait(timeout=600) == 0, search.stderr.read()
+    args = ["confirm", "--storage", postgres_url, "--seeds", "1", "--others", "1"]
+    processes = [jumpsearch(*args, "--epochs", e, cwd=tmp_path) for e in epochs]
+    trained = collections.Counter()
+    for process, e in zip(processes, epochs, strict=True):
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+        for line in stderr.splitlines():  # one line per run this process trained
+            if match := re.match(r"jumpsearch: run \d+ of \d+: trial (\d+), (.*): validation", line):
+                trained[(e, *match.groups())] += 1
+    study = optuna.load_study(study_name="twice", storage=postgres_url)
+    for e in set(epochs):
+        runs = study.user_attrs["confirmations"][e]
+        stored = {(e, trial, run) for trial in runs for run in runs[trial]}
+        assert len(stored) == 2 * len(choose(study, others=1))  # every run stored
+        named = {(e, t, "reseeded" if r == RESEED else r) for _, t, r in stored}
+        shown = {
+            (e, t, "reseeded" if "another seed" in r else r.removeprefix("seed ")) for (f, t, r) in trained if f == e
+        }
+        assert shown == named
+    assert set(trained.values()) == {1}  # none trained twice
+    assert not study.user_attrs["confirmation_claims"]
+
+
+def test_confirm_under_sigterm_is_one_line_143_and_keeps_its_runs(tmp_path, postgres_url):
+    (tmp_path / "space.yaml").write_text(CONFIRM_SPACE.format(name="term"))
+    search = jumpsearch("run", "--space", "space.yaml", "--storage", postgres_url, "--trials", "3", "-q", cwd=tmp_path)
+    assert search.wait(timeout=600) == 0, search.stderr.read()
+    process = jumpsearch("confirm", "--storage", postgres_url, "--epochs", "400", cwd=tmp_path)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # SIGTERM while the second run trains
+        study = optuna.load_study(study_name="term", storage=postgres_url)
+        if study.user_attrs.get("confirmations") and study.user_attrs.get("confirmation_claims"):
+            break
+        time.sleep(0.2)
+    time.sleep(3.0)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert stderr.splitlines()[-1] == (
+        "jumpsearch: interrupted by SIGTERM; the runs that finished are stored in the study; "
+        "run the same command to resume."
+    )
+    study = optuna.load_study(study_name="term", storage=postgres_url)
+    assert sum(len(r) for r in study.user_attrs["confirmations"]["400"].values()) >= 1
+    assert study.user_attrs["confirmation_claims"] == {}

@@ -1,7 +1,10 @@
 """The command line as real processes: bad input stops in one line before anything is stored, signals
 leave a resumable study, and no configuration is trained twice however many processes share a study."""
 
+import importlib.util
 import os
+import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,9 +33,15 @@ def space_text(name="proc", epochs=1, steps=2, sampler="random"):
     return SPACE.format(name=name, epochs=epochs, steps=steps, sampler=sampler)
 
 
-def jumpsearch(*args, cwd) -> subprocess.CompletedProcess:
+def jumpsearch(*args, cwd, env=None, preexec_fn=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "jumpsearch", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "jumpsearch", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+        preexec_fn=preexec_fn,
     )
 
 
@@ -119,6 +128,93 @@ def test_bad_arguments_stop_in_one_line(tmp_path, write_space, extra, message):
     assert not (tmp_path / "studies").exists()
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"KERAS_BACKEND": "bogus"},
+            "KERAS_BACKEND 'bogus': unknown backend; jumpsearch trains with tensorflow, jax, torch",
+        ),
+        ({"KERAS_BACKEND": "numpy"}, "KERAS_BACKEND 'numpy': unknown backend"),  # Keras's, not ours
+        ({"KERAS_BACKEND": "", "KERAS_HOME": "{home}"}, "keras.json: backend 'mxnet': unknown backend"),
+        ({"KERAS_BACKEND": "torch"}, "the torch backend failed to start: ModuleNotFoundError"),  # not installed
+    ],
+)
+def test_a_backend_that_cannot_start_is_one_line_before_any_study(tmp_path, write_space, env, message):
+    if env.get("KERAS_BACKEND") == "torch" and importlib.util.find_spec("torch") is not None:
+        pytest.skip("PyTorch is installed here: its workers start")
+    (tmp_path / "keras.json").write_text('{"backend": "mxnet"}')
+    space = write_space(space_text())
+    env = {key: value.format(home=tmp_path) for key, value in env.items()}
+    assert_one_line_error(jumpsearch("run", "--space", str(space), "--workers", "2", cwd=tmp_path, env=env), message)
+    assert not (tmp_path / "studies").exists()
+
+
+def test_gpus_named_where_none_is_visible_are_refused_before_any_study(tmp_path, write_space):
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine may have a GPU")
+    space = write_space(space_text())
+    result = jumpsearch("run", "--space", str(space), "--gpus", "0,0", cwd=tmp_path)
+    assert_one_line_error(result, "gpus 0,0: tensorflow sees no GPU there (CUDA_VISIBLE_DEVICES=0)")
+    assert not (tmp_path / "studies").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (root, with mount: CI's container); skipped where mounting is not allowed."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield folder
+    subprocess.run(["umount", "--lazy", str(folder)], check=True)  # this process may still hold the file open
+
+
+def fill(folder) -> None:
+    filler = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(filler, b"\0" * 4096):
+            pass
+    except OSError:  # no space left
+        pass
+    finally:
+        os.close(filler)
+
+
+def file_size_limit(size: int):
+    def limit() -> None:  # in the child: writes past ``size`` bytes fail (EFBIG) instead of killing it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
+@pytest.mark.parametrize("how", ["a full disk", "a file size limit"])
+def test_a_storage_that_takes_no_more_writes_stops_the_run_in_one_line(tmp_path, write_space, request, how):
+    folder = request.getfixturevalue("small_disk") if how == "a full disk" else tmp_path
+    space = write_space(space_text(name="full"))
+    url = f"sqlite:///{folder}/full.db"
+    assert (
+        jumpsearch("run", "--space", str(space), "--storage", url, "--trials", "1", "-q", cwd=tmp_path).returncode == 0
+    )
+    limit = None
+    if how == "a full disk":
+        fill(folder)
+    else:
+        limit = file_size_limit((folder / "full.db").stat().st_size + 4096)
+    result = jumpsearch("run", "--space", str(space), "--storage", url, "--trials", "30", "-q", cwd=tmp_path,
+                        preexec_fn=limit)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "failed" not in result.stderr, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"jumpsearch: error: storage {url}: "), last
+    assert ("no space left on its device (disk full)" if how == "a full disk" else "disk I/O error") in last
+    if how == "a full disk":
+        (folder / "filler").unlink()
+    trials = optuna.load_study(study_name="full", storage=url).trials
+    assert len([t for t in trials if t.state != TrialState.COMPLETE]) <= 1  # stopped at the first failed write
+
+
 def test_a_read_only_studies_folder_is_one_line(tmp_path, write_space):
     if os.geteuid() == 0:
         pytest.skip("root writes to read-only folders; run as a user to check this case")
@@ -199,13 +295,15 @@ def test_other_commands_end_bad_input_in_one_line(small_study, tmp_path):
     assert csv.read_text().count("\n") == 3
 
 
-def wait_for_training(storage, name, process, timeout=300):
-    """The running trial once it has finished an epoch (so that it is mid-training)."""
+def wait_for_training(storage, name, process, timeout=300, epochs=1):
+    """The running trial once it has finished ``epochs`` epochs (1: it is mid-training; 0: it has just
+    begun: sampling, building, compiling)."""
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
         try:
             study = optuna.load_study(study_name=name, storage=storage)
-            running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "curve" in t.user_attrs]
+            running = study.get_trials(states=(TrialState.RUNNING,))
+            running = [t for t in running if len(t.user_attrs.get("curve", {})) >= epochs]
             if running:
                 return running[0]
         except (KeyError, sqlalchemy.exc.SQLAlchemyError):  # the study may not exist yet
@@ -214,12 +312,20 @@ def wait_for_training(storage, name, process, timeout=300):
     raise AssertionError(f"no trial started training; stderr: {process.stderr.read() if process.stderr else ''}")
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_fails_the_running_trial_in_one_line_and_the_study_resumes(tmp_path, write_space, signum, status):
+@pytest.mark.parametrize(
+    ("signum", "status", "epochs", "delay"),
+    [(signal.SIGTERM, 143, 1, 0.0), (signal.SIGINT, 130, 1, 0.0), (signal.SIGTERM, 143, 0, 0.0),
+     (signal.SIGTERM, 143, 0, 0.3), (signal.SIGTERM, 143, 0, 1.0)],
+)  # fmt: skip
+def test_a_signal_fails_the_running_trial_in_one_line_and_the_study_resumes(
+    tmp_path, write_space, signum, status, epochs, delay
+):
+    """Mid-training, and at varied moments of a trial's start (sampling, building, compiling, first steps)."""
     space = write_space(space_text(name="sig", epochs=5000, steps=4))
     storage = f"sqlite:///{tmp_path}/studies/sig.db"
     process = start("run", "--space", str(space), "--trials", "2", "-q", cwd=tmp_path)
-    running = wait_for_training(storage, "sig", process)
+    running = wait_for_training(storage, "sig", process, epochs=epochs)
+    time.sleep(delay)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     name = signal.Signals(signum).name
@@ -233,6 +339,7 @@ def test_a_signal_fails_the_running_trial_in_one_line_and_the_study_resumes(tmp_
     trial = study.trials[running.number]
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == f"interrupted by {name}"
     assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert len(study.trials) == 1  # no further trial
 
 
 def test_two_processes_on_one_study_train_distinct_configurations(tmp_path, write_space):
@@ -273,6 +380,9 @@ def test_a_resume_after_sigkill_trains_new_configurations(tmp_path, write_space)
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="killed", storage=storage)
     assert study.trials[running.number].state == TrialState.FAIL  # failed by heartbeat, and retried
+    assert study.trials[running.number].user_attrs["fail_reason"] == (
+        f"{running.user_attrs['worker']} sent no heartbeat for 4 s (killed, or its machine lost)"
+    )
     assert len(trained(study)) == 3
     all_distinct(study)
 

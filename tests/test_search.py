@@ -132,7 +132,7 @@ def test_a_configuration_sampled_again_reuses_its_result_without_training(tmp_pa
         calls.append(candidate)
         return TrainResult(0.75, 1.0, 1, 0.1, "CPU")
 
-    caplog.set_level(logging.INFO, logger="jumpsearch")
+    caplog.set_level(logging.DEBUG, logger="jumpsearch")  # a duplicate is a debug line; the summary counts them
     storage = f"sqlite:///{tmp_path}/same.db"
     with pytest.raises(JumpsearchError, match="the space looks exhausted at 1 configurations"):
         run_search(space, trials=3, storage=storage, train=train)
