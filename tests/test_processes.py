@@ -133,10 +133,10 @@ def test_bad_arguments_stop_in_one_line(tmp_path, write_space, extra, message):
     [
         (
             {"KERAS_BACKEND": "bogus"},
-            "KERAS_BACKEND 'bogus': unknown backend; jumpsearch trains with tensorflow, jax, torch",
+            "KERAS_BACKEND 'bogus': not a backend jumpsearch trains with (known: tensorflow, jax, torch)",
         ),
-        ({"KERAS_BACKEND": "numpy"}, "KERAS_BACKEND 'numpy': unknown backend"),  # Keras's, not ours
-        ({"KERAS_BACKEND": "", "KERAS_HOME": "{home}"}, "keras.json: backend 'mxnet': unknown backend"),
+        ({"KERAS_BACKEND": "numpy"}, "KERAS_BACKEND 'numpy': not a backend jumpsearch"),  # Keras's, not ours
+        ({"KERAS_BACKEND": "", "KERAS_HOME": "{home}"}, "keras.json: backend 'mxnet': not a backend jumpsearch"),
         ({"KERAS_BACKEND": "torch"}, "the torch backend failed to start: ModuleNotFoundError"),  # not installed
     ],
 )
