@@ -33,6 +33,7 @@ from jumpsearch.records import (
     spent,
     spent_training,
 )
+from jumpsearch.samplers import EXHAUSTIVE
 from jumpsearch.schedule import continues
 from jumpsearch.space import SearchSpace, space_changes, space_from_dict
 from jumpsearch.storage import (
@@ -360,6 +361,7 @@ class _Watch:
     process_trials: int | None = None
     bar: SearchBar | None = None
     epoch_budget: int | None = None
+    exhaustive: bool = False  # the sampler draws each point once and stops the study: duplicates are expected
     trained: int = 0
     failures: int = 0
     rejections: int = 0
@@ -395,8 +397,9 @@ class _Watch:
             self.bar.refresh(with_running=False)
         self.trained += trained
         untrained = self.rejections + self.duplicates
-        exhausted = self.duplicates >= MAX_CONSECUTIVE_DUPLICATES or (
-            self.duplicates > 0 and untrained >= MAX_CONSECUTIVE_REJECTIONS
+        exhausted = not self.exhaustive and (
+            self.duplicates >= MAX_CONSECUTIVE_DUPLICATES
+            or (self.duplicates > 0 and untrained >= MAX_CONSECUTIVE_REJECTIONS)
         )
         if searched(study) >= self.budget or (self.process_trials and self.trained >= self.process_trials):
             study.stop()
@@ -481,7 +484,8 @@ def run_search(
     if done >= budget:
         logger.info("study %r already has %d trained trials (budget %d)", study.study_name, done, budget)
         return study
-    watch = _Watch(budget, process_trials, SearchBar(study, budget) if progress else None, epoch_budget)
+    bar = SearchBar(study, budget) if progress else None
+    watch = _Watch(budget, process_trials, bar, epoch_budget, exhaustive=space.sampler["name"] in EXHAUSTIVE)
     on_epoch = watch.bar.epoch if watch.bar is not None else None
     objective = Objective(space, data, seed=space.seed if seed is None else seed, train=train, on_epoch=on_epoch,
                           budget=budget)  # fmt: skip

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from conftest import ROOT
 from jumpsearch.counting import candidate_key, count
-from jumpsearch.errors import ConfigError
+from jumpsearch.errors import ConfigError, JumpsearchError
 from jumpsearch.space import space_from_dict
 from jumpsearch.study import run_search
 
@@ -173,3 +173,25 @@ def test_results_and_the_report_carry_the_curves(tmp_path):
     assert halted  # two epochs, a rung at 1: of 4 trials, some stop
     assert "stopped early" in lines and lines["stopped early"].line.dash == "dot"
     assert all(len(d.x) == 1 for d in figure.data if d.name == "stopped early")  # they end at their rung
+
+
+def test_an_exhaustive_search_goes_through_its_duplicates_to_the_end(tmp_path):
+    """Fifty points, two networks (jump_width does nothing without links): the other loops stop after
+    twenty duplicates in a row, bruteforce draws every point once and ends without an error."""
+    from jumpsearch.training import TrainResult
+
+    raw = yaml.safe_load(SIX)
+    raw["model"]["base_filters"] = {"choice": [8, 16]}
+    raw["model"]["jump_width"] = {"choice": [round(0.2 + 0.02 * i, 2) for i in range(25)]}
+    raw["training"]["learning_rate"] = 0.01
+    space = space_from_dict({**raw, "trials": 100}, "six")
+
+    def train(candidate, data, seed, **_):
+        return TrainResult(0.5, 1.0, candidate.training.epochs, 0.01, "CPU")
+
+    study = run_search(space, storage=f"sqlite:///{tmp_path}/x.db", train=train)
+    assert len(study.trials) == 50
+    assert sum("duplicate_of" not in t.user_attrs for t in study.trials) == 2
+    with pytest.raises(JumpsearchError, match="looks exhausted"):
+        run_search(space_from_dict({**raw, "trials": 100, "sampler": "random"}, "six"),
+                   storage=f"sqlite:///{tmp_path}/y.db", train=train)  # fmt: skip
