@@ -126,8 +126,10 @@ class Table:
 # --- simulated time -----------------------------------------------------------------------------------
 
 
-class HorizonReached(KeyboardInterrupt):
-    """Raised in a worker whose clock passed the simulation's horizon: its search loop ends there."""
+class HorizonReached(BaseException):
+    """Raised in a worker whose clock passed the simulation's horizon, by the trial it would start: not an
+    Exception (Optuna's ``catch`` would fail the trial and go on) nor a signal. The worker's search loop
+    ends there, as a real worker's at its deadline; the trial it left running is then failed."""
 
 
 class SimClock:
@@ -205,9 +207,10 @@ class Replay:
         from jumpsearch.training import TrainResult
 
         worker = self.local.worker
-        if self.clock.time(worker) >= self.clock.horizon:
-            raise HorizonReached()
         key = candidate_key(candidate)
+        if self.clock.time(worker) >= self.clock.horizon:
+            self.local.abandoned = key
+            raise HorizonReached()
         run = self.table.run(key, seed)
         epochs = candidate.training.epochs
         if len(run.curve) < epochs:
@@ -255,11 +258,16 @@ def simulate(
     asynchronous workers until ``horizon`` simulated seconds (or the space is exhausted); the training
     runs that ended, in the order they ended."""
     import optuna
+    from optuna.trial import TrialState
 
     from jumpsearch.errors import JumpsearchError
     from jumpsearch.study import run_search
 
     storage = optuna.storages.InMemoryStorage()
+
+    def study_id() -> int:
+        return storage.get_study_id_from_name(space.name)
+
     clock = SimClock(workers, horizon, overhead)
     replay = Replay(table, clock)
     data = fake_data(table, input_shape, num_classes)
@@ -270,8 +278,10 @@ def simulate(
         clock.join(number)
         try:
             run_search(space, storage=storage, data=data, train=replay, seed=seed, trials=10**9)
-        except HorizonReached:
-            pass
+        except HorizonReached:  # its last trial never trained: failed, so that no worker takes it for a twin
+            for trial in storage.get_all_trials(study_id(), deepcopy=False, states=(TrialState.RUNNING,)):
+                if trial.user_attrs.get("key") == replay.local.abandoned:
+                    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except JumpsearchError as e:  # the loop's own stop (a space exhausted): the end of this worker's search
             logging.getLogger(__name__).debug("worker %d: %s", number, e)
         except BaseException as e:  # noqa: BLE001 (reported by the caller)

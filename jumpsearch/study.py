@@ -495,7 +495,10 @@ def run_search(
         failure = storage_failure(e)
         if failure is None or interruption(e) is not None:
             raise
-        raise JumpsearchError(f"storage {redact(storage_url(storage, space.name))}: {failure}") from None
+        where = (
+            storage if isinstance(storage, optuna.storages.BaseStorage) else redact(storage_url(storage, space.name))
+        )
+        raise JumpsearchError(f"storage {where}: {failure}") from None
     except KeyboardInterrupt as e:
         stop = interruption(e)
         assert stop is not None
