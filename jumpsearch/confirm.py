@@ -37,6 +37,7 @@ from jumpsearch.errors import JumpsearchError, check_interrupted
 from jumpsearch.records import front, merge_study_attr, trained
 from jumpsearch.schedule import nondominated_ranks
 from jumpsearch.space import space_from_dict
+from jumpsearch.storage import require_jumpsearch_study
 from jumpsearch.study import WORKER
 
 logger = logging.getLogger(__name__)
@@ -124,8 +125,9 @@ def confirm(
         >>> result = confirm(load_study("sqlite:///studies/digits.db"), seeds=2)  # doctest: +SKIP
         >>> print(result.summary())  # doctest: +SKIP
     """
+    require_jumpsearch_study(study)
     if seeds < 1:
-        raise JumpsearchError(f"--seeds {seeds}: must be at least 1")
+        raise JumpsearchError(f"seeds={seeds}: must be at least 1")
     chosen = choose(study, others)
     if not chosen:
         raise JumpsearchError(f"study {study.study_name!r}: no completed trial to confirm yet")
@@ -133,7 +135,7 @@ def confirm(
     search_epochs = max(Candidate.from_dict(t.user_attrs["config"]).training.epochs for t in chosen)
     epochs = epochs or 3 * search_epochs
     if epochs < 1:
-        raise JumpsearchError(f"--epochs {epochs}: must be at least 1")
+        raise JumpsearchError(f"epochs={epochs}: must be at least 1")
     if train is None:
         from jumpsearch.training import train_and_evaluate
 

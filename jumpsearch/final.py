@@ -19,7 +19,7 @@ from jumpsearch.data import Dataset
 from jumpsearch.device import set_seed, setup_device
 from jumpsearch.errors import ConfigError
 from jumpsearch.recipe import Recipe, learning_rate, random_erasing, smoothed_crossentropy
-from jumpsearch.training import evaluate
+from jumpsearch.training import evaluate, interruption_callback
 
 AUGMENTED = ("cifar10", "cifar100", "fashion_mnist")  # natural images: crops and flips keep their class
 RECORD = "candidate.json"  # the configuration a folder's checkpoints and model belong to
@@ -145,6 +145,7 @@ def train_final(
         keras.callbacks.BackupAndRestore(str(out / "backup")),
         keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_accuracy", save_best_only=True),
         keras.callbacks.TerminateOnNaN(),
+        interruption_callback(),
         *callbacks,
     ]
     start = time.perf_counter()

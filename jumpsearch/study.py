@@ -291,7 +291,7 @@ def _check_resume(study_name: str, opened: optuna.storages.BaseStorage, space: S
     if breaking:
         raise JumpsearchError(
             f"{space.source}: incompatible with study {study_name!r} at {redact(url)}: {'; '.join(breaking)}. "
-            "Restore the space, or start a new study (another name: or --study-name)"
+            "Restore the space, or start a new study (another name: or study_name=NAME)"
         )
     return noted
 

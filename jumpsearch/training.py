@@ -142,7 +142,7 @@ def _epoch_callback(
     return Epochs()
 
 
-def _interruption_callback():  # -> keras.callbacks.Callback
+def interruption_callback():  # -> keras.callbacks.Callback
     """A Keras callback that raises, at the next batch, a signal whose exception was swallowed on its way
     (in a finalizer or a garbage-collector callback of the backend): training stops within a step."""
     import keras
@@ -224,7 +224,7 @@ def train_and_evaluate(
         train,
         epochs=config.epochs,
         steps_per_epoch=steps,
-        callbacks=[keras.callbacks.TerminateOnNaN(), _interruption_callback(), *callbacks],
+        callbacks=[keras.callbacks.TerminateOnNaN(), interruption_callback(), *callbacks],
         shuffle=False,  # both inputs shuffle themselves
         verbose=0,
     )

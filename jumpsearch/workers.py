@@ -49,13 +49,13 @@ def gpu_ids(spec: str) -> list[str]:
     if spec != "all":
         ids = [part.strip() for part in spec.split(",") if part.strip()]
         if not ids or not all(part.isdigit() for part in ids):
-            raise JumpsearchError(f"--gpus {spec}: expected all or GPU indices such as 0,1")
+            raise JumpsearchError(f"gpus={spec}: expected all or GPU indices such as 0,1")
         return ids
     smi = shutil.which("nvidia-smi")
     listed = subprocess.run([smi, "-L"], capture_output=True, text=True).stdout if smi else ""
     ids = [str(i) for i, line in enumerate(listed.splitlines()) if line.startswith("GPU ")]
     if not ids:
-        raise JumpsearchError("--gpus all: nvidia-smi lists no GPU on this machine")
+        raise JumpsearchError("gpus=all: nvidia-smi lists no GPU on this machine")
     return ids
 
 
@@ -214,7 +214,7 @@ def run_workers(
     if gpus:
         workers = len(gpus)
     if workers < 1:
-        raise JumpsearchError(f"--workers {workers}: must be at least 1")
+        raise JumpsearchError(f"workers={workers}: must be at least 1")
     check_backend()
     slots = [_Worker(gpus[i] if gpus else None) for i in range(workers)]
     supervisor = _Supervisor(slots)

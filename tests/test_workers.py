@@ -211,7 +211,7 @@ def test_gpu_lists_are_checked(monkeypatch):
 
     assert gpu_ids("0,1") == ["0", "1"]
     assert gpu_ids("0, 0") == ["0", "0"]  # two workers packed on one GPU
-    with pytest.raises(JumpsearchError, match="--gpus first: expected all or GPU indices"):
+    with pytest.raises(JumpsearchError, match="gpus=first: expected all or GPU indices"):
         gpu_ids("first")
     monkeypatch.setattr("shutil.which", lambda name: None)  # a machine without NVIDIA's tools
     with pytest.raises(JumpsearchError, match="nvidia-smi lists no GPU"):
