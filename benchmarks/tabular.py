@@ -371,10 +371,12 @@ def _simulate(args: argparse.Namespace) -> None:
     logging.getLogger("jumpsearch").setLevel(logging.ERROR)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     table = Table.read(args.table)
-    shape, classes = (28, 28, 1), 10
+    model = json.loads(table.frame["config"].iloc[0])["model"]  # the networks' input, as the table recorded it
+    shape, classes = tuple(model["input_shape"]), int(model["num_classes"])
     first = space_for(Path(args.space), "random", 0)
+    epochs = first.training["epochs"].values[0]  # a table holds one budget: a fixed number of epochs
     scale = params_scale(first, shape, classes)
-    full = [r.fixed_seconds + sum(r.epoch_seconds[:9]) for runs in table.runs.values() for r in runs[:1]]
+    full = [r.fixed_seconds + sum(r.epoch_seconds[:epochs]) for runs in table.runs.values() for r in runs[:1]]
     results = []
     for workers in map(int, args.workers.split(",")):
         horizon = args.budget_trials * statistics.median(full) / workers
@@ -391,6 +393,8 @@ def _simulate(args: argparse.Namespace) -> None:
                        "runs": len(events), "real_seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
                 for part in (0.25, 0.5, 1.0):
                     row[f"hv_{int(part * 100)}"] = round(hypervolume_at(events, scale, horizon * part), 5)
+                    budget = args.budget_trials * epochs * part  # the same compute counted in epochs
+                    row[f"hv_epochs_{int(part * 100)}"] = round(hypervolume_at_epochs(events, scale, budget), 5)
                 row["curve"] = [[round(e.seconds, 2), round(hypervolume_at(events, scale, e.seconds), 5)]
                                 for e in events if e.seconds <= horizon]  # fmt: skip
                 results.append(row)
@@ -415,7 +419,8 @@ def main() -> None:
     sim.add_argument("--seeds", type=int, default=30)
     sim.add_argument("--workers", default="1,4")
     sim.add_argument("--budget-trials", type=float, default=40,
-                     help="the horizon: this many median full trials' seconds, shared by the workers")  # fmt: skip
+                     help="the budget: this many median full trials' seconds, shared by the workers (and, for "
+                     "the figures against epochs, this many full trials' epochs)")  # fmt: skip
     sim.add_argument("--out", default=str(ROOT / "benchmarks" / "tabular.json"))
     sim.set_defaults(func=_simulate)
     args = parser.parse_args()

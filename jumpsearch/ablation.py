@@ -19,7 +19,7 @@ from jumpsearch.data import load_dataset
 from jumpsearch.errors import ConfigError
 from jumpsearch.records import front, trained
 from jumpsearch.results import grouped_columns, pareto_front
-from jumpsearch.space import SearchSpace, space_from_dict
+from jumpsearch.space import SearchSpace, stored_space
 from jumpsearch.storage import open_storage, require_jumpsearch_study, storage_url
 from jumpsearch.study import run_search
 
@@ -57,7 +57,7 @@ def _store_family_part(storage: str, study_name: str, family: str) -> None:
     require_jumpsearch_study(study, storage)
     stored = study.user_attrs.get("space")
     try:
-        whole = space_from_dict({"name": "space", **(stored or {})}, f"study {study_name!r}")
+        whole = stored_space(stored or {}, study_name)
     except ConfigError:
         return  # create_study says that it cannot compare, and goes on
     if len(whole.families) > 1 and family in whole.families:

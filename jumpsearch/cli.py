@@ -223,7 +223,7 @@ def _export(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from jumpsearch.config import DATASETS, DataConfig
     from jumpsearch.data import load_dataset
-    from jumpsearch.final import check_fits, train_final
+    from jumpsearch.final import AUGMENTED, check_fits, train_final
     from jumpsearch.results import exported_data, exported_recipe, load_configs
 
     candidates, data_config = load_configs(args.config), exported_data(args.config)
@@ -239,7 +239,7 @@ def _train(args: argparse.Namespace) -> int:
         check_fits(candidate, data)
     except JumpsearchError as e:
         raise JumpsearchError(f"{args.config}: candidate {args.index}: {e}") from None
-    augment = {"auto": None, "on": True, "off": False}[args.augment]
+    augment = None if args.augment is None else {"auto": data.name in AUGMENTED, "on": True, "off": False}[args.augment]
     recipe = exported_recipe(args.config)
     result = train_final(candidate, data, args.out, epochs=args.epochs, recipe=recipe, augment=augment, seed=args.seed)
     test = f"{result.test_accuracy:.4f}" if result.test_accuracy is not None else "n/a (the data set has no test split)"
@@ -426,8 +426,7 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--augment",
         choices=("auto", "on", "off"),
-        default="auto",
-        help="crop and flip (default: the file's recipe.augment; auto: on for CIFAR and Fashion-MNIST)",
+        help="crop and flip, instead of the file's recipe.augment (auto: on for CIFAR and Fashion-MNIST)",
     )
     train.add_argument("--dataset", choices=DATASETS, help="override the data set the file names")
     train.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)

@@ -36,7 +36,7 @@ from jumpsearch.data import Dataset, load_dataset
 from jumpsearch.errors import JumpsearchError, check_interrupted
 from jumpsearch.records import front, merge_study_attr, trained
 from jumpsearch.schedule import nondominated_ranks
-from jumpsearch.space import space_from_dict
+from jumpsearch.space import stored_space
 from jumpsearch.storage import require_jumpsearch_study
 from jumpsearch.study import WORKER
 
@@ -131,7 +131,7 @@ def confirm(
     chosen = choose(study, others)
     if not chosen:
         raise JumpsearchError(f"study {study.study_name!r}: no completed trial to confirm yet")
-    space = space_from_dict(study.user_attrs.get("space") or {}, f"study {study.study_name!r}")
+    space = stored_space(study.user_attrs.get("space") or {}, study.study_name)
     search_epochs = max(Candidate.from_dict(t.user_attrs["config"]).training.epochs for t in chosen)
     epochs = epochs or 3 * search_epochs
     if epochs < 1:

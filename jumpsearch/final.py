@@ -107,7 +107,8 @@ def train_final(
     training resumes from the last finished epoch), ``best.keras`` (best validation accuracy),
     ``model.keras`` (the final model), ``metrics.json`` and ``candidate.json`` (the configuration all
     of them belong to: a folder that holds another's is refused, ConfigError). ``epochs`` in the result
-    counts the epochs this call ran (fewer than asked when it resumed).
+    counts the epochs this call ran (fewer than asked when it resumed); a resumed run goes on with the
+    recipe and ``epochs`` of the call that resumes it (the rate schedule is recomputed from them).
     """
     if epochs < 1:
         raise ConfigError(f"epochs={epochs}: must be at least 1")

@@ -85,13 +85,13 @@ def front(study: optuna.Study) -> list[FrozenTrial]:
 def _stored_space(raw: str, name: str) -> Any:  # -> SearchSpace | None
     """The space a study stores, parsed once per text (a progress bar asks for the front twice a second)."""
     from jumpsearch.errors import ConfigError
-    from jumpsearch.space import space_from_dict
+    from jumpsearch.space import stored_space
 
     stored = json.loads(raw)
     if stored is None:
         return None
     try:
-        return space_from_dict(stored, f"study {name!r}")
+        return stored_space(stored, name)
     except ConfigError as e:  # a space stored by an older version that today's checks refuse: rank every trial
         logger.debug("study %r: cannot read its stored space (%s); the front ranks every trial", name, e)
         return None

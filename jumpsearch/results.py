@@ -236,7 +236,7 @@ def searched_data(study: optuna.Study, data_dir: str | Path | None = None) -> di
     folder or file it was read from (``data_dir``, else the one the search was given and recorded as
     the study's ``data_dir``), so that ``jumpsearch train`` on the exported file finds the data."""
     if data_dir is not None and not Path(data_dir).exists():
-        raise JumpsearchError(f"data_dir {data_dir}: no such file or folder")
+        raise JumpsearchError(f"data_dir={data_dir}: no such file or folder")
     data = study.user_attrs.get("space", {}).get("data")
     where = data_dir if data_dir is not None else study.user_attrs.get("data_dir")
     if where is None:

@@ -149,9 +149,10 @@ def parse_count(value: Any, where: str) -> int | None:
         return value
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)\s*", str(value))
     scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}[match.group(2).lower()] if match else 0
-    if not match or int(float(match.group(1)) * scale) < 1:
+    count = round(float(match.group(1)) * scale) if match else 0
+    if not match or count < 1 or abs(float(match.group(1)) * scale - count) > 1e-6 * count:  # 1.5 weights: no
         raise ConfigError(f"{where}: expected a count such as 250000, 250k or 1.5M, got {echo(value)}")
-    return int(float(match.group(1)) * scale)
+    return count
 
 
 @dataclass(frozen=True)
@@ -775,6 +776,13 @@ def space_from_dict(raw: Any, source: str = "<space>") -> SearchSpace:
                     f"{space.sampler['name']} sampler trains every point: give a step or a choice"
                 )
     return space
+
+
+def stored_space(raw: Any, study_name: str) -> SearchSpace:
+    """The space a study stores (its ``space`` user attribute), checked as a file would be; one read from a
+    file without ``name:`` gets a placeholder name (a stored space has no file name to fall back on)."""
+    named = {"name": "stored", **raw} if isinstance(raw, dict) and "name" not in raw else raw
+    return space_from_dict(named, f"study {study_name!r}")
 
 
 def load_space(path: str | Path) -> SearchSpace:

@@ -13,6 +13,7 @@ import os
 import random
 import re
 import time
+import traceback
 import unicodedata
 import urllib.parse
 import warnings
@@ -22,6 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from jumpsearch.config import echo
 from jumpsearch.errors import JumpsearchError
 
 HEARTBEAT_INTERVAL = 30  # seconds between a running trial's heartbeats
@@ -95,29 +97,23 @@ def _prepare_file(url: str, path: Path) -> None:
         raise JumpsearchError(f"storage {url}: {target} is not writable; choose another storage")
 
 
-def _shown(name: object, limit: int = 60) -> str:
-    """A name as a message quotes it: at most ``limit`` characters of it."""
-    text = repr(name)
-    return text if len(text) <= limit else f"{text[:limit]}…"
-
-
 def check_study_name(name: object) -> None:
     """Refuse, before anything is written, a study name that not every storage can hold: Optuna's RDB
     schema keeps 512 characters, PostgreSQL refuses a NUL, and no driver can write text that is not
     valid Unicode. Holding every storage to the strictest keeps a study movable between them."""
     if not isinstance(name, str) or not name:
-        raise JumpsearchError(f"study name: expected a non-empty string, got {_shown(name)}")
+        raise JumpsearchError(f"study name: expected a non-empty string, got {echo(name)}")
     if len(name) > MAX_STUDY_NAME:
         raise JumpsearchError(
-            f"study name {_shown(name)}: {len(name)} characters; a storage holds at most {MAX_STUDY_NAME}"
+            f"study name {echo(name)}: {len(name)} characters; a storage holds at most {MAX_STUDY_NAME}"
         )
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        raise JumpsearchError(f"study name {_shown(name)}: not valid Unicode text") from None
+        raise JumpsearchError(f"study name {echo(name)}: not valid Unicode text") from None
     control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
     if control is not None:
-        raise JumpsearchError(f"study name {_shown(name)}: holds the control character {control!r}")
+        raise JumpsearchError(f"study name {echo(name)}: holds the control character {control!r}")
 
 
 def require_jumpsearch_study(study: optuna.Study, url: str | None = None) -> None:
@@ -132,7 +128,7 @@ def require_jumpsearch_study(study: optuna.Study, url: str | None = None) -> Non
         return
     where = f" in {redact(url)}" if url else ""
     raise JumpsearchError(
-        f"study {_shown(study.study_name)}{where} was not made by jumpsearch (it stores no search space); "
+        f"study {echo(study.study_name)}{where} was not made by jumpsearch (it stores no search space); "
         "choose another study name, or another storage"
     )
 
@@ -142,18 +138,33 @@ FULL = ("database or disk is full", "no space left on device", "disk quota excee
 
 def storage_failure(error: BaseException) -> str | None:
     """Why a storage can take no more writes, if ``error`` (or an error behind it: Optuna wraps the
-    driver's as "invalid data ... exceeding max length") says so; None for any other error."""
-    seen: set[int] = set()
+    driver's as "invalid data ... exceeding max length") says so; None for any other error, and for a
+    full disk met elsewhere (a training's temporary files): only an error raised in a storage's code
+    (Optuna's storages, SQLAlchemy, a database or Redis driver) speaks for the storage."""
+    chain, seen = [], set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if not any(_raised_in_storage(c) for c in chain):
+        return None
+    for cause in chain:
         full = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
         if full or any(words in str(cause).lower() for words in FULL):
             return "no space left on its device (disk full); free some, then run the same command to resume"
         if "disk i/o error" in str(cause).lower():  # SQLite's word for a write the system refused
             return "cannot write to it (disk I/O error: no space left, a file size limit, or a failing disk)"
-        cause = cause.__cause__ or cause.__context__
     return None
+
+
+STORAGE_CODE = ("/optuna/storages/", "/sqlalchemy/", "/redis/", "/psycopg", "/sqlite3/", "/pymysql/")
+
+
+def _raised_in_storage(error: BaseException) -> bool:
+    return any(
+        any(part in frame.filename for part in STORAGE_CODE) for frame in traceback.extract_tb(error.__traceback__)
+    )
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:

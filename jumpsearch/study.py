@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -35,7 +36,7 @@ from jumpsearch.records import (
 )
 from jumpsearch.samplers import EXHAUSTIVE
 from jumpsearch.schedule import continues
-from jumpsearch.space import SearchSpace, space_changes, space_from_dict
+from jumpsearch.space import SearchSpace, space_changes, stored_space
 from jumpsearch.storage import (
     HEARTBEAT_INTERVAL,
     check_study_name,
@@ -158,8 +159,11 @@ class Objective:
         spent_epochs = sum(r.epochs for r in results)
         accuracy = statistics.fmean(r.val_accuracy for r in results)
         trial.set_user_attr("train_seconds", round(sum(r.train_seconds for r in results), 3))
-        if result.costs:
-            trial.set_user_attr("costs", result.costs)
+        costs = [r.costs for r in results if r.costs]  # repeats: fixed seconds summed, epochs one after another
+        if costs:
+            fixed = {k: round(sum(c[k] for c in costs), 4) for k in ("build", "compile", "first_step", "fixed")}
+            epochs_of = {k: [s for c in costs for s in c[k]] for k in ("train", "evaluate")}
+            trial.set_user_attr("costs", {**fixed, **epochs_of})
         trial.set_user_attr("epochs", spent_epochs)
         trial.set_user_attr("images", spent_epochs * steps_per_epoch(candidate.training, self.data)
                             * candidate.training.batch_size)  # fmt: skip
@@ -225,14 +229,21 @@ def _within_budget(trial: optuna.Trial, budget: int) -> None:
     While earlier running trials could still fall short (fail, turn out duplicates), it waits for them;
     once the earlier ones fill the budget it is pruned with ``over_budget``, having trained nothing.
     """
+    said = False
     while True:
         earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
         done = sum(counts_as_searched(t) for t in earlier)
         if done >= budget:
             trial.set_user_attr("over_budget", True)
             raise optuna.TrialPruned(f"the study holds its {budget} trained trials")
-        if done + sum(_may_train(t) for t in earlier) < budget:
+        running = [t.number for t in earlier if _may_train(t)]
+        if done + len(running) < budget:
             return
+        if not said:  # a wait the user can see: a journal storage keeps a dead machine's trial running
+            logger.info("trial %d waits: trials %s may still fill the budget of %d", trial.number,
+                        ", ".join(map(str, running)), budget)  # fmt: skip
+            said = True
+        check_interrupted()
         time.sleep(BUDGET_POLL_SECONDS)
         with warnings.catch_warnings():  # a dead worker's trial must not hold this one forever
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -283,7 +294,7 @@ def _check_resume(study_name: str, opened: optuna.storages.BaseStorage, space: S
     if stored is None:
         return []
     try:
-        before = space_from_dict({"name": space.name, **stored}, f"study {study_name!r}")  # a file without name:
+        before = stored_space(stored, study_name)
     except ConfigError as e:
         logger.warning("cannot compare with the space study %r was made from (%s)", study_name, e)
         return []
@@ -491,20 +502,19 @@ def run_search(
                           budget=budget)  # fmt: skip
     try:
         study.optimize(objective, timeout=timeout, callbacks=[watch], catch=(Exception,), gc_after_trial=True)
-    except (StorageFailed, Exception) as e:  # a storage that takes no more writes stops every worker at once
-        failure = storage_failure(e)
-        if failure is None or interruption(e) is not None:
+    except (StorageFailed, Exception, KeyboardInterrupt) as e:
+        stop = interruption(e)  # a signal, whatever error it became where it landed
+        if stop is not None:
+            # One that landed in Optuna's own code, outside the objective, left the trial running.
+            with contextlib.suppress(Exception):  # a storage that takes no writes: the heartbeat fails it later
+                fail_running(study, WORKER, {"fail_reason": f"interrupted by {stop.name}", "interrupted": True})
+            raise stop from None
+        failure = storage_failure(e)  # a storage that takes no more writes stops every worker at once
+        if failure is None:
             raise
-        where = (
-            storage if isinstance(storage, optuna.storages.BaseStorage) else redact(storage_url(storage, space.name))
-        )
+        shared = isinstance(storage, optuna.storages.BaseStorage)
+        where = type(storage).__name__ if shared else redact(storage_url(storage, space.name))
         raise JumpsearchError(f"storage {where}: {failure}") from None
-    except KeyboardInterrupt as e:
-        stop = interruption(e)
-        assert stop is not None
-        # A signal that landed in Optuna's own code, outside the objective, left the trial running.
-        fail_running(study, WORKER, {"fail_reason": f"interrupted by {stop.name}", "interrupted": True})
-        raise
     finally:
         if watch.bar is not None:
             watch.bar.close()

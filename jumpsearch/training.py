@@ -88,8 +88,8 @@ def steps_per_epoch(config: TrainingConfig, data: Dataset) -> int:
 
 class _Clock:
     """Where a run's seconds go: the fixed part (build, compile, the first step, which traces the train
-    step) and, for each epoch, training and validation. The simulator of a tabulated benchmark replays
-    a trial's time from these."""
+    step) and, for each epoch, training and validation; not the search's own work between epochs (rung
+    decisions, records), which the simulator of a tabulated benchmark measures as it replays the rest."""
 
     def __init__(self) -> None:
         self.marks: dict[str, float] = {}
@@ -126,6 +126,10 @@ def _epoch_callback(
     import keras
 
     class Epochs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            if epoch:  # the search's own work since the last epoch (rung decision, records): not training
+                clock.lap()
+
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             if "first_step" not in clock.marks:
                 clock.marks["first_step"] = clock.lap()
@@ -189,7 +193,7 @@ def train_and_evaluate(
     scores: list[tuple[float, float]] = []
     every_epoch = on_epoch is not None
     epochs_cb = _epoch_callback(data, clock, every_epoch, rungs, on_rung, scores)
-    callbacks = [epochs_cb, *callbacks]  # first: the clock excludes what other callbacks do
+    callbacks = [epochs_cb, *callbacks]  # first: an epoch's training ends before other callbacks run
     if on_epoch is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch(e + 1, scores[-1][1])))
     # Drop the last trial's graph; Optuna's gc_after_trial already collected, so skip a second gc.collect.

@@ -154,7 +154,7 @@ class _Supervisor:
         blind = [slot for slot in self.slots if gpus and slot.device["device"] == "CPU"]
         if blind:
             raise JumpsearchError(
-                f"gpus {','.join(gpus or [])}: {blind[0].device['backend']} sees no GPU there "
+                f"gpus={','.join(gpus or [])}: {blind[0].device['backend']} sees no GPU there "
                 f"(CUDA_VISIBLE_DEVICES={blind[0].gpu}); leave gpus out to train on the CPU"
             )
         devices = sorted({(slot.gpu or "", slot.device["device"]) for slot in self.slots})

@@ -155,7 +155,7 @@ def test_gpus_named_where_none_is_visible_are_refused_before_any_study(tmp_path,
         pytest.skip("this machine may have a GPU")
     space = write_space(space_text())
     result = jumpsearch("run", "--space", str(space), "--gpus", "0,0", cwd=tmp_path)
-    assert_one_line_error(result, "gpus 0,0: tensorflow sees no GPU there (CUDA_VISIBLE_DEVICES=0)")
+    assert_one_line_error(result, "--gpus 0,0: tensorflow sees no GPU there (CUDA_VISIBLE_DEVICES=0)")
     assert not (tmp_path / "studies").exists()
 
 
