@@ -1,11 +1,13 @@
 """The tabulated benchmark: search strategies replayed against a table of fully trained networks.
 
-    # 1. the table: train every configuration of a finite space once (resumable), a second seed for some
-    data=/usr/share/datasets/fashion-mnist
-    .venv/bin/jumpsearch run --space search_spaces/fashion_mnist_grid.yaml --data-dir $data
-    .venv/bin/jumpsearch run --space search_spaces/fashion_mnist_grid.yaml --data-dir $data \\
-        --study-name fashion_mnist_grid-seed2 --seed 1 --trials 60
-    .venv/bin/python benchmarks/tabular.py table --storage sqlite:///studies/fashion_mnist_grid.db --data-dir $data
+    # 1. the table: train every configuration of a finite space once, then 60 of them with other seeds
+    #    (trial n trains with seed + n: a seed far from the first study's keeps every run's seed apart).
+    #    The studies live in a journal file of the repository, so the build resumes across sessions.
+    data=/usr/share/datasets/fashion-mnist; table=benchmarks/fashion_mnist_grid.log
+    .venv/bin/jumpsearch run --space search_spaces/fashion_mnist_grid.yaml --data-dir $data --storage $table
+    .venv/bin/jumpsearch run --space search_spaces/fashion_mnist_grid.yaml --data-dir $data --storage $table \\
+        --study-name fashion_mnist_grid-seed2 --seed 100003 --trials 60
+    .venv/bin/python benchmarks/tabular.py table --storage $table --data-dir $data
     # 2. replay strategies against it, 30 seeds each, 1 and 4 workers
     .venv/bin/python benchmarks/tabular.py simulate --table benchmarks/fashion_mnist_grid.csv --seeds 30
 
