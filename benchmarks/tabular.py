@@ -7,9 +7,21 @@
     .venv/bin/jumpsearch run --space search_spaces/fashion_mnist_grid.yaml --data-dir $data --storage $table
     .venv/bin/jumpsearch run --space search_spaces/fashion_mnist_grid.yaml --data-dir $data --storage $table \\
         --study-name fashion_mnist_grid-seed2 --seed 100003 --trials 60
-    .venv/bin/python benchmarks/tabular.py table --storage $table --data-dir $data
-    # 2. replay strategies against it, 30 seeds each, 1 and 4 workers
-    .venv/bin/python benchmarks/tabular.py simulate --table benchmarks/fashion_mnist_grid.csv --seeds 30
+    .venv/bin/python benchmarks/tabular.py table --storage $table --data-dir $data \\
+        --study-names fashion_mnist_grid,fashion_mnist_grid-seed2 --rescale-before 2026-12-01T13:00:00
+    # (the first 145 networks were timed in an earlier session, on a machine 1.54 times slower: their
+    #  seconds are scaled by the networks trained in both; the factor is each row's seconds_scale)
+    # 2. replay strategies against it, 30 seeds each, 1 and 4 workers (one process per number of workers)
+    .venv/bin/python benchmarks/tabular.py simulate --workers 1 --seeds 30 --out benchmarks/tabular_w1.json
+    .venv/bin/python benchmarks/tabular.py simulate --workers 4 --seeds 30 --out benchmarks/tabular_w4.json
+    .venv/bin/python benchmarks/tabular.py report --results benchmarks/tabular_w1.json,benchmarks/tabular_w4.json
+    # 3. real searches of the same space, 2 workers, against the simulator with the same workers
+    .venv/bin/python benchmarks/tabular.py real --strategies tpe+asha --seeds 0,1 --data-dir $data --seconds 400
+    .venv/bin/python benchmarks/tabular.py real --strategies random --seeds 0 --data-dir $data --seconds 400
+    .venv/bin/python benchmarks/tabular.py validate          # prints the real workers' slowdown F
+    .venv/bin/python benchmarks/tabular.py simulate --workers 2 --strategies tpe+asha,random --horizon 400 \\
+        --slowdown F --out benchmarks/tabular_w2.json
+    .venv/bin/python benchmarks/tabular.py validate --results benchmarks/tabular_w2.json
 
 A real search's wall time is spent in training, which the table holds (each network's whole learning
 curve, its fixed seconds — build, compile, first step — and its seconds per epoch of training and
@@ -40,6 +52,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,42 +65,73 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from search_efficiency import hypervolume  # noqa: E402
 
-COLUMNS = ["key", "run", "params", "flops", "val_images", "fixed_seconds", "epoch_seconds", "curve", "config"]
+COLUMNS = ["key", "run", "params", "flops", "val_images", "fixed_seconds", "epoch_seconds", "seconds_scale", "curve",
+           "config"]  # fmt: skip
 
 
 # --- the table ------------------------------------------------------------------------------------------
 
 
-def table_from_studies(studies: Sequence[Any], val_images: int) -> pd.DataFrame:
+def table_from_studies(studies: Sequence[Any], val_images: int, rescale_before: datetime | None = None) -> pd.DataFrame:
     """One row per (network, training run) of the studies' trials trained to the end: the learning curve
     and costs each recorded. A configuration trained in several studies (another seed) gets run 0, 1, …
-    ``val_images``: the size of the validation part the accuracies were measured on."""
+    ``val_images``: the size of the validation part the accuracies were measured on.
+
+    ``rescale_before``: runs that started earlier were timed on a slower (or busier) machine: their
+    seconds are multiplied by the median ratio, over networks with a run on each side of that time, of the
+    later run's seconds to the earlier one's; the factor applied is the row's ``seconds_scale`` (the
+    seconds measured are the row's divided by it)."""
     from optuna.trial import TrialState
 
     from jumpsearch.records import is_duplicate
 
     rows: list[dict[str, Any]] = []
     runs: dict[str, int] = {}
-    for study in studies:
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            attrs = trial.user_attrs
-            if is_duplicate(trial) or "costs" not in attrs or "curve" not in attrs:
-                continue
-            costs, curve = attrs["costs"], [attrs["curve"][str(e)] for e in range(1, attrs["epochs"] + 1)]
-            seconds = [round(t + v, 4) for t, v in zip(costs["train"], costs["evaluate"], strict=True)]
-            run = runs[attrs["key"]] = runs.get(attrs["key"], -1) + 1
-            rows.append({
-                "key": attrs["key"],
-                "run": run,
-                "params": attrs["params"],
-                "flops": attrs["flops"],
-                "val_images": val_images,
-                "fixed_seconds": costs["fixed"],
-                "epoch_seconds": json.dumps(seconds),
-                "curve": json.dumps(curve),
-                "config": json.dumps(attrs["config"], sort_keys=True),
-            })  # fmt: skip
+    trials = [t for study in studies for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if not is_duplicate(t) and "costs" in t.user_attrs and "curve" in t.user_attrs]  # fmt: skip
+    scale = _rescaling(trials, rescale_before) if rescale_before is not None else 1.0
+    for trial in trials:
+        attrs = trial.user_attrs
+        factor = scale if rescale_before is not None and trial.datetime_start < rescale_before else 1.0
+        costs, curve = attrs["costs"], [attrs["curve"][str(e)] for e in range(1, attrs["epochs"] + 1)]
+        seconds = [round((t + v) * factor, 4) for t, v in zip(costs["train"], costs["evaluate"], strict=True)]
+        run = runs[attrs["key"]] = runs.get(attrs["key"], -1) + 1
+        rows.append({
+            "key": attrs["key"],
+            "run": run,
+            "params": attrs["params"],
+            "flops": attrs["flops"],
+            "val_images": val_images,
+            "fixed_seconds": round(costs["fixed"] * factor, 4),
+            "epoch_seconds": json.dumps(seconds),
+            "seconds_scale": round(factor, 4),
+            "curve": json.dumps(curve),
+            "config": json.dumps(attrs["config"], sort_keys=True),
+        })  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _rescaling(trials: Sequence[Any], before: datetime) -> float:
+    """The median, over networks trained both before and after ``before``, of a later run's seconds over
+    an earlier run's."""
+
+    def seconds(trial: Any) -> float:
+        costs = trial.user_attrs["costs"]
+        return costs["fixed"] + sum(costs["train"]) + sum(costs["evaluate"])
+
+    earlier: dict[str, float] = {}
+    for t in trials:
+        if t.datetime_start < before:
+            earlier[t.user_attrs["key"]] = seconds(t)
+    ratios = [seconds(t) / earlier[t.user_attrs["key"]] for t in trials
+              if t.datetime_start >= before and t.user_attrs["key"] in earlier]  # fmt: skip
+    if not ratios:
+        raise ValueError(f"no network has a run on each side of {before.isoformat()}: nothing to rescale by")
+    factor = float(np.median(ratios))
+    q1, q3 = np.percentile(ratios, [25, 75])
+    print(f"runs before {before.isoformat()}: seconds times {factor:.3f} (the median of {len(ratios)} networks' "
+          f"later/earlier ratios; interquartile range {q1:.3f}–{q3:.3f})")  # fmt: skip
+    return factor
 
 
 @dataclass(frozen=True)
@@ -192,6 +236,7 @@ class Replay:
 
     table: Table
     clock: SimClock
+    slowdown: float = 1.0  # the table's seconds times this: workers that share a machine's cores
     events: list[Event] = field(default_factory=list)
     local: threading.local = field(default_factory=threading.local)
 
@@ -217,10 +262,10 @@ class Replay:
         epochs = candidate.training.epochs
         if len(run.curve) < epochs:
             raise ValueError(f"network {key}: the table holds {len(run.curve)} epochs, the space asks {epochs}")
-        self.clock.advance(worker, run.fixed_seconds)
+        self.clock.advance(worker, run.fixed_seconds * self.slowdown)
         done, stopped = 0, False
         for epoch in range(1, epochs + 1):
-            self.clock.advance(worker, run.epoch_seconds[epoch - 1], overhead=False)
+            self.clock.advance(worker, run.epoch_seconds[epoch - 1] * self.slowdown, overhead=False)
             done = epoch
             accuracy = run.curve[epoch - 1]
             if on_rung is not None and epoch in rungs and not on_rung(epoch, accuracy):
@@ -230,10 +275,14 @@ class Replay:
             if stopped:
                 break
         accuracy = run.curve[done - 1]
-        seconds = run.fixed_seconds + sum(run.epoch_seconds[:done])
+        seconds = (run.fixed_seconds + sum(run.epoch_seconds[:done])) * self.slowdown
         self.events.append(Event(self.clock.time(worker), done, key, count(candidate.model).trainable, accuracy,
                                  stopped))  # fmt: skip
-        return TrainResult(accuracy, 0.0, done, seconds, "table", "table", stopped, run.curve[:done])
+        costs = {"build": 0.0, "compile": 0.0, "first_step": 0.0, "fixed": run.fixed_seconds * self.slowdown,
+                 "train": [s * self.slowdown for s in run.epoch_seconds[:done]], "evaluate": [0.0] * done}  # fmt: skip
+        # The table keeps a run's fixed seconds whole and each epoch's training and validation together:
+        # so are they recorded here (what a sampler reads of a trial's cost is their sum).
+        return TrainResult(accuracy, 0.0, done, seconds, "table", "table", stopped, run.curve[:done], costs)
 
 
 def fake_data(table: Table, input_shape: tuple[int, int, int], num_classes: int) -> Any:
@@ -255,10 +304,12 @@ def simulate(
     input_shape: tuple[int, int, int],
     num_classes: int,
     overhead: float | None = None,
+    slowdown: float = 1.0,
 ) -> list[Event]:
     """Replay one search of ``space`` (its sampler and schedule) against ``table`` with ``workers``
     asynchronous workers until ``horizon`` simulated seconds (or the space is exhausted); the training
-    runs that ended, in the order they ended."""
+    runs that ended, in the order they ended. ``slowdown`` multiplies the table's seconds (workers that
+    share one machine's cores train slower than the one worker that built the table)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -271,7 +322,7 @@ def simulate(
         return storage.get_study_id_from_name(space.name)
 
     clock = SimClock(workers, horizon, overhead)
-    replay = Replay(table, clock)
+    replay = Replay(table, clock, slowdown)
     data = fake_data(table, input_shape, num_classes)
     errors: list[BaseException] = []
 
@@ -329,12 +380,16 @@ def params_scale(space: Any, input_shape: tuple[int, int, int], num_classes: int
 
 # --- the command line ---------------------------------------------------------------------------------
 
+ASHA = {"name": "asha", "min_epochs": 1, "reduction_factor": 3}
 STRATEGIES = {  # name: (sampler options, schedule)
     "random": ({"name": "random"}, "none"),
     "tpe": ({"name": "tpe", "n_startup_trials": 8}, "none"),
     "nsga2": ({"name": "nsga2"}, "none"),
-    "random+asha": ({"name": "random"}, {"name": "asha", "min_epochs": 1, "reduction_factor": 3}),
-    "tpe+asha": ({"name": "tpe", "n_startup_trials": 8}, {"name": "asha", "min_epochs": 1, "reduction_factor": 3}),
+    "gp": ({"name": "gp"}, "none"),
+    "ehvi": ({"name": "ehvi"}, "none"),
+    "random+asha": ({"name": "random"}, ASHA),
+    "tpe+asha": ({"name": "tpe", "n_startup_trials": 8}, ASHA),
+    "ehvi+asha": ({"name": "ehvi"}, ASHA),
 }
 
 
@@ -360,7 +415,8 @@ def _table(args: argparse.Namespace) -> None:
     studies = [optuna.load_study(study_name=n, storage=storage) for n in names]
     space = space_from_dict(studies[0].user_attrs["space"], names[0])
     data = load_dataset(space.data, args.data_dir)
-    frame = table_from_studies(studies, len(data.y_val))
+    before = datetime.fromisoformat(args.rescale_before) if args.rescale_before else None
+    frame = table_from_studies(studies, len(data.y_val), before)
     frame.to_csv(args.out, index=False)
     print(f"wrote {args.out}: {frame['key'].nunique()} networks, {len(frame)} runs "
           f"({(frame['run'] > 0).sum()} second runs), from studies {', '.join(names)}")  # fmt: skip
@@ -381,7 +437,7 @@ def _simulate(args: argparse.Namespace) -> None:
     full = [r.fixed_seconds + sum(r.epoch_seconds[:epochs]) for runs in table.runs.values() for r in runs[:1]]
     results = []
     for workers in map(int, args.workers.split(",")):
-        horizon = args.budget_trials * statistics.median(full) / workers
+        horizon = args.horizon or args.budget_trials * statistics.median(full) * args.slowdown / workers
         for strategy in args.strategies.split(","):
             for seed in range(args.seeds):
                 start = time.perf_counter()
@@ -390,7 +446,8 @@ def _simulate(args: argparse.Namespace) -> None:
                                                         input_shape=shape, num_classes=classes)  # fmt: skip
                 else:
                     events = simulate(space_for(Path(args.space), strategy, seed), table, workers=workers, seed=seed,
-                                      horizon=horizon, input_shape=shape, num_classes=classes)  # fmt: skip
+                                      horizon=horizon, input_shape=shape, num_classes=classes,
+                                      slowdown=args.slowdown)  # fmt: skip
                 row = {"workers": workers, "strategy": strategy, "seed": seed, "horizon": round(horizon, 1),
                        "runs": len(events), "real_seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
                 for part in (0.25, 0.5, 1.0):
@@ -405,6 +462,156 @@ def _simulate(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def _real(args: argparse.Namespace) -> None:
+    """Real searches of the table's space with ``--workers`` worker processes, each for ``--seconds``
+    (no trial starts after; the running ones finish), in studies named like the simulator's."""
+    from jumpsearch.workers import run_workers
+
+    for strategy in args.strategies.split(","):
+        for seed in map(int, args.seeds.split(",")):
+            space = space_for(Path(args.space), strategy, seed)
+            start = time.perf_counter()
+            study = run_workers(space, workers=args.workers, trials=10**6, timeout=args.seconds, storage=args.storage,
+                                seed=seed, data_dir=args.data_dir, recycle=0)  # fmt: skip
+            print(f"{study.study_name}: {len(study.trials)} trials in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def real_events(study: Any) -> list[Event]:
+    """A real search's training runs as the simulator's events: seconds from the first trial's start."""
+    from optuna.trial import TrialState
+
+    from jumpsearch.records import is_duplicate, is_stopped
+
+    trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete and not is_duplicate(t)
+              and (t.state == TrialState.COMPLETE or is_stopped(t))]  # fmt: skip
+    if not trials:
+        return []
+    start = min(t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start)
+    events = [Event((t.datetime_complete - start).total_seconds(), t.user_attrs["epochs"], t.user_attrs["key"],
+                    t.user_attrs["params"], t.user_attrs["accuracy"], is_stopped(t)) for t in trials]  # fmt: skip
+    return sorted(events, key=lambda e: e.seconds)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Each real search's hypervolume at 25/50/100% of its seconds and after its epochs, beside the spread
+    (10th–90th percentile, median) of the simulator's seeds for the same strategy; and the slowdown of the
+    real workers' epochs against the table's (the ``--slowdown`` to simulate them with)."""
+    import optuna
+
+    from jumpsearch.storage import open_storage
+
+    table = Table.read(args.table)
+    storage = open_storage(args.storage)
+    first = space_for(Path(args.space), "random", 0)
+    model = json.loads(table.frame["config"].iloc[0])["model"]
+    scale = params_scale(first, tuple(model["input_shape"]), int(model["num_classes"]))
+    ratios, reals = [], []
+    for name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        strategy = study.user_attrs["space"]["name"].split("-")[-2].replace("_", "+")
+        for t in study.get_trials(deepcopy=False):
+            costs, key = t.user_attrs.get("costs"), t.user_attrs.get("key")
+            if costs and key in table.runs:
+                recorded = table.runs[key][0].epoch_seconds
+                mine = [a + b for a, b in zip(costs["train"], costs["evaluate"], strict=True)]
+                ratios += [m / r for m, r in zip(mine, recorded, strict=False) if r > 0]
+        reals.append((name, strategy, real_events(study)))
+    slowdown = float(np.median(ratios)) if ratios else math.nan
+    print(f"real epochs / the table's epochs, median over {len(ratios)} epochs: {slowdown:.3f} (--slowdown)")
+    if not args.results:
+        return
+    simulated = pd.DataFrame(json.loads(Path(args.results).read_text()))
+    horizon = float(simulated["horizon"].iloc[0])
+    print("| real search | when | its hypervolume | simulator: median (10th–90th percentile) | inside |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, strategy, events in reals:
+        runs = simulated[simulated["strategy"] == strategy]
+        for part in (25, 50, 100):
+            mine = hypervolume_at(events, scale, horizon * part / 100)
+            low, median, high = np.percentile(runs[f"hv_{part}"], [10, 50, 90])
+            inside = "yes" if low <= mine <= high else "no"
+            when = f"{part}% ({horizon * part / 100:.0f} s)"
+            print(f"| {name} | {when} | {mine:.4f} | {median:.4f} ({low:.4f}–{high:.4f}) | {inside} |")
+
+
+def _report(args: argparse.Namespace) -> None:
+    """The README's tables from ``simulate``'s results: per workers and budget, each strategy's median
+    hypervolume and interquartile range over seeds, the simulated time its median seed needs to reach 95%
+    of the best median hypervolume any strategy found at the full budget, and a Wilcoxon signed-rank test
+    over seeds (paired by seed number) of ``--default`` against each other strategy."""
+    from scipy.stats import wilcoxon
+
+    frame = pd.DataFrame([row for path in args.results.split(",") for row in json.loads(Path(path).read_text())])
+    frame = frame.drop_duplicates(["workers", "strategy", "seed"], keep="last")  # a strategy run again: its last
+    lines = []
+    for workers, runs in frame.groupby("workers"):
+        horizon = float(runs["horizon"].iloc[0])
+        best = max(runs.groupby("strategy")["hv_100"].median())
+        target = 0.95 * best
+        reach = {s: _median_time_to(rows["curve"], target) for s, rows in runs.groupby("strategy")}
+        baseline = runs[runs["strategy"] == args.baseline]["hv_100"].median()
+        catch_up = {s: _median_time_to(rows["curve"], baseline) for s, rows in runs.groupby("strategy")}
+        for part in (25, 50, 100):
+            column = f"hv_{part}"
+            lines += [f"\n**{workers} worker{'s' if workers > 1 else ''}, {part}% of the budget** "
+                      f"({horizon * part / 100:,.0f} simulated s; 95% of the best median at 100%: {target:.4f})\n",
+                      "| strategy | seeds | median HV | IQR | HV at equal epochs (median) | time to 95% of best "
+                      f"| time to {args.baseline}'s final HV | vs {args.default}: Wilcoxon p | median difference |",
+                      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+            default = runs[runs["strategy"] == args.default].set_index("seed")[column]
+            order = runs.groupby("strategy")[column].median().sort_values(ascending=False).index
+            for strategy in order:
+                values = runs[runs["strategy"] == strategy].set_index("seed")[column]
+                q1, med, q3 = np.percentile(values, [25, 50, 75])
+                epochs = runs[runs["strategy"] == strategy][f"hv_epochs_{part}"].median()
+                test, diff = "", ""
+                if strategy != args.default:
+                    paired = pd.concat([default, values], axis=1, join="inner").dropna()
+                    differences = paired.iloc[:, 1] - paired.iloc[:, 0]
+                    if len(paired) and (differences != 0).any():
+                        test = f"{wilcoxon(paired.iloc[:, 1], paired.iloc[:, 0]).pvalue:.2g}"
+                    diff = f"{differences.median():+.4f}"
+                shown, caught = (f"{t:,.0f} s ({t / horizon:.0%})" if math.isfinite(t) else "not reached"
+                                 for t in (reach[strategy], catch_up[strategy]))  # fmt: skip
+                lines.append(f"| {strategy} | {len(values)} | {med:.4f} | {q1:.4f}–{q3:.4f} | {epochs:.4f} | "
+                             f"{shown} | {caught} | {test} | {diff} |")  # fmt: skip
+    text = "\n".join(lines).lstrip() + "\n"
+    Path(args.out).write_text(text)
+    print(text)
+    if args.plot:
+        _plot(frame, Path(args.plot))
+        print(f"wrote {args.plot}")
+
+
+def _median_time_to(curves: pd.Series, target: float) -> float:
+    """The median over seeds of the first simulated second a search's hypervolume reached ``target``
+    (a seed that never reached it counts as infinitely late)."""
+    times = []
+    for curve in curves:
+        reached = [seconds for seconds, hv in curve if hv >= target]
+        times.append(reached[0] if reached else math.inf)
+    return float(np.median(times))
+
+
+def _plot(frame: pd.DataFrame, path: Path) -> None:
+    """Median hypervolume over seeds against simulated seconds, one panel per number of workers."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    groups = sorted(frame["workers"].unique())
+    figure = make_subplots(rows=1, cols=len(groups), subplot_titles=[f"{w} worker(s)" for w in groups])
+    for column, workers in enumerate(groups, start=1):
+        runs = frame[frame["workers"] == workers]
+        grid = np.linspace(0, float(runs["horizon"].iloc[0]), 101)
+        for strategy, rows in runs.groupby("strategy"):
+            at = [[max([hv for s, hv in curve if s <= t], default=0.0) for t in grid] for curve in rows["curve"]]
+            figure.add_trace(go.Scatter(x=grid, y=np.median(at, axis=0), name=strategy, legendgroup=strategy,
+                                        showlegend=column == 1), row=1, col=column)  # fmt: skip
+        figure.update_xaxes(title_text="simulated seconds", row=1, col=column)
+    figure.update_yaxes(title_text="median hypervolume", row=1, col=1)
+    figure.write_html(path, include_plotlyjs="cdn")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -413,18 +620,49 @@ def main() -> None:
     table.add_argument("--study-names", help="comma-separated (default: every study of the storage)")
     table.add_argument("--data-dir", help="where the studies' data set lies (to count its validation images)")
     table.add_argument("--out", default=str(ROOT / "benchmarks" / "fashion_mnist_grid.csv"))
+    table.add_argument(
+        "--rescale-before",
+        metavar="TIME",
+        help="scale the seconds of runs started before this "
+        "time (ISO, local time as Optuna stores it) to the later runs' (see table_from_studies)",
+    )
     table.set_defaults(func=_table)
     sim = commands.add_parser("simulate", help="replay strategies against a table")
     sim.add_argument("--table", default=str(ROOT / "benchmarks" / "fashion_mnist_grid.csv"))
     sim.add_argument("--space", default=str(ROOT / "search_spaces" / "fashion_mnist_grid.yaml"))
-    sim.add_argument("--strategies", default=",".join([*STRATEGIES, "syne_tune_moasha", "syne_tune_morea"]))
+    sim.add_argument("--strategies", default=",".join([*STRATEGIES, "syne_tune_moasha", "syne_tune_moasha_ranked",
+                                                       "syne_tune_morea"]))  # fmt: skip
     sim.add_argument("--seeds", type=int, default=30)
     sim.add_argument("--workers", default="1,4")
     sim.add_argument("--budget-trials", type=float, default=40,
                      help="the budget: this many median full trials' seconds, shared by the workers (and, for "
                      "the figures against epochs, this many full trials' epochs)")  # fmt: skip
+    sim.add_argument("--horizon", type=float, help="simulated seconds (default: from --budget-trials)")
+    sim.add_argument("--slowdown", type=float, default=1.0, help="the table's seconds times this")
     sim.add_argument("--out", default=str(ROOT / "benchmarks" / "tabular.json"))
     sim.set_defaults(func=_simulate)
+    real = commands.add_parser("real", help="real searches of the table's space (to hold the simulator against)")
+    real.add_argument("--space", default=str(ROOT / "search_spaces" / "fashion_mnist_grid.yaml"))
+    real.add_argument("--strategies", default="tpe+asha,random")
+    real.add_argument("--seeds", default="0,1,2")
+    real.add_argument("--workers", type=int, default=2)
+    real.add_argument("--seconds", type=float, default=600, help="wall seconds each search starts trials for")
+    real.add_argument("--storage", default=str(ROOT / "benchmarks" / "real_searches.log"))
+    real.add_argument("--data-dir", required=True)
+    real.set_defaults(func=_real)
+    val = commands.add_parser("validate", help="real searches' hypervolume against the simulator's spread")
+    val.add_argument("--storage", default=str(ROOT / "benchmarks" / "real_searches.log"))
+    val.add_argument("--table", default=str(ROOT / "benchmarks" / "fashion_mnist_grid.csv"))
+    val.add_argument("--space", default=str(ROOT / "search_spaces" / "fashion_mnist_grid.yaml"))
+    val.add_argument("--results", help="simulate's results at the real searches' workers, horizon and slowdown")
+    val.set_defaults(func=_validate)
+    rep = commands.add_parser("report", help="the tables (markdown) and a plot of simulate's results")
+    rep.add_argument("--results", default=str(ROOT / "benchmarks" / "tabular.json"), help="comma-separated")
+    rep.add_argument("--default", default="tpe", help="the strategy the others are tested against")
+    rep.add_argument("--baseline", default="random", help="the strategy whose median final HV the others race to")
+    rep.add_argument("--out", default=str(ROOT / "benchmarks" / "tabular.md"))
+    rep.add_argument("--plot", default=str(ROOT / "benchmarks" / "tabular.html"))
+    rep.set_defaults(func=_report)
     args = parser.parse_args()
     args.func(args)
 

@@ -13,6 +13,7 @@ from jumpsearch.config import Candidate, DataConfig, ModelConfig, TrainingConfig
 from jumpsearch.confirm import Confirmation, confirm
 from jumpsearch.counting import count_flops, count_params
 from jumpsearch.data import Dataset, load_dataset
+from jumpsearch.ehvi import EHVISampler, space_view
 from jumpsearch.errors import ConfigError, Interrupted, JumpsearchError
 from jumpsearch.final import FinalResult, train_final
 from jumpsearch.models import build_model
@@ -46,6 +47,7 @@ __all__ = [
     "DataConfig",
     "Dataset",
     "DenseNetConfig",
+    "EHVISampler",
     "JumpNetConfig",
     "Interrupted",
     "JumpsearchError",
@@ -76,6 +78,7 @@ __all__ = [
     "run_ablation",
     "run_search",
     "run_workers",
+    "space_view",
     "train_and_evaluate",
     "train_final",
     "write_ablation",

@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 logger = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 0.5  # longer than a read then a write of a study attribute take
+PEELS = 3  # passes of the front over trials outside an edited space before checking every trial
 
 
 def is_duplicate(trial: FrozenTrial) -> bool:
@@ -70,15 +71,39 @@ def front(study: optuna.Study) -> list[FrozenTrial]:
     """The Pareto front of the trials trained to the end, each configuration once, among the points of
     the space as the study now stores it: after an edit on resume (a narrower range, another recipe, a
     lower limit), trials it leaves outside are not ranked beside the new ones."""
-    from jumpsearch.schedule import nondominated_ranks
+    from jumpsearch.schedule import nondominated
 
-    space = _stored_space(json.dumps(study.user_attrs.get("space"), sort_keys=True), study.study_name)
-    inside = [t for t in trained(study) if space is None or space.outside(t) is None]
-    if not inside:
+    trials = trained(study)
+    if not trials:
         return []
     signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
-    ranks = nondominated_ranks(np.array([t.values for t in inside], dtype=float) * signs)
-    return [t for t, rank in zip(inside, ranks, strict=True) if rank == 0]
+    space = stored_space_of(study)
+    if space is None:
+        return [t for t, keep in zip(trials, nondominated(np.array([t.values for t in trials]) * signs), strict=True)
+                if keep]  # fmt: skip
+    # The front of every trial, less its trials outside the space, again, until a front holds none: then
+    # every outsider left is dominated by one of its insiders (dominance is transitive), so it is the
+    # insiders' front. A few passes usually settle it; past PEELS (a much narrower space), every trial
+    # is held to the space once.
+    for _ in range(PEELS):
+        candidates = [t for t, keep in zip(trials, nondominated(np.array([t.values for t in trials]) * signs),
+                                           strict=True) if keep]  # fmt: skip
+        gone = {t.number for t in candidates if space.outside(t) is not None}
+        if not gone:
+            return candidates
+        trials = [t for t in trials if t.number not in gone]
+        if not trials:
+            return []
+    trials = [t for t in trials if space.outside(t) is None]
+    if not trials:
+        return []
+    return [t for t, keep in zip(trials, nondominated(np.array([t.values for t in trials]) * signs), strict=True)
+            if keep]  # fmt: skip
+
+
+def stored_space_of(study: optuna.Study) -> Any:  # -> SearchSpace | None
+    """The space the study stores, to rank only its points (None: none stored, or one no longer readable)."""
+    return _stored_space(json.dumps(study.user_attrs.get("space"), sort_keys=True), study.study_name)
 
 
 @functools.lru_cache(maxsize=8)
@@ -132,6 +157,31 @@ def summary(study: optuna.Study) -> str:
         f"{searched(study)} trained trials{early}{again}; {used['epochs']:,} epochs, {used['images']:,} images, "
         f"{used['seconds']:,.0f} s of training"
     )
+
+
+def record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Set several user attributes of a running trial at once: in one transaction on a relational
+    database (Optuna's storages take one attribute per call, each a round trip), else one write each.
+    A trial records a handful of groups (what it is, each epoch's curve, what it scored), not one write
+    per figure."""
+    storage = trial.storage
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    if len(attrs) > 1 and isinstance(backend, optuna.storages.RDBStorage):
+        try:  # Optuna's own transaction, through its internals: where they changed, one write each
+            from optuna.storages._rdb import models
+            from optuna.storages._rdb.storage import _create_scoped_session
+
+            write, cached = backend._set_trial_attr_without_commit, trial._cached_frozen_trial
+        except (ImportError, AttributeError):
+            logger.debug("this Optuna has no transaction of several attributes: one write each")
+        else:
+            with _create_scoped_session(backend.scoped_session, True) as session:
+                for key, value in attrs.items():
+                    write(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+            cached.user_attrs.update(attrs)
+            return
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
 
 
 def merge_study_attr(study: optuna.Study, key: str, merge: Callable[[Any], Any]) -> Any:

@@ -12,6 +12,7 @@ nothing. Each open trial keeps its own sampler until it is told, so trials open 
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import threading
 import warnings
@@ -25,20 +26,35 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from jumpsearch.ehvi import EHVISampler, SpaceView
+
 SAMPLERS: dict[str, type[BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
     "nsga2": optuna.samplers.NSGAIISampler,
     "random": optuna.samplers.RandomSampler,
     "qmc": optuna.samplers.QMCSampler,
     "bruteforce": optuna.samplers.BruteForceSampler,
+    "gp": optuna.samplers.GPSampler,
+    "ehvi": EHVISampler,
 }
 EXHAUSTIVE = ("bruteforce",)  # samplers that train every point of a finite space once, then stop the study
 SEED_ONCE = ("qmc",)  # a scrambled sequence must keep one seed; its position lives in the study
+NEEDS_SPACE = ("ehvi",)  # samplers that count candidate points: given a ``SpaceView`` when a search starts
+EXTRAS = {"gp": ("gp", ("torch", "scipy"))}  # sampler: (the extra that installs it, the modules it imports)
 
 
 def sampler_options(name: str) -> set[str]:
-    """The keyword options a sampler takes (``seed`` is set by jumpsearch)."""
-    return set(inspect.signature(SAMPLERS[name]).parameters) - {"seed"}
+    """The keyword options a sampler takes (``seed``, and a space's view, are set by jumpsearch)."""
+    return set(inspect.signature(SAMPLERS[name]).parameters) - {"seed", "view"}
+
+
+def missing_dependency(name: str) -> str | None:
+    """Why the sampler ``name`` cannot run here (a module it needs is not installed), or None."""
+    extra, modules = EXTRAS.get(name, ("", ()))
+    absent = [m for m in modules if importlib.util.find_spec(m) is None]
+    if absent:
+        return f"the {name} sampler needs {' and '.join(absent)}: pip install 'jumpsearch[{extra}]'"
+    return None
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -94,10 +110,14 @@ class PerTrialSeed(BaseSampler):
             self._seed = int(np.random.SeedSequence().generate_state(1)[0])
 
 
-def make_sampler(options: dict[str, Any], seed: int) -> BaseSampler:
-    """The sampler ``options["name"]`` with its other options, seeded per trial from ``seed``."""
+def make_sampler(options: dict[str, Any], seed: int, view: SpaceView | None = None) -> BaseSampler:
+    """The sampler ``options["name"]`` with its other options, seeded per trial from ``seed``; ``view``
+    for one that counts candidate points (``NEEDS_SPACE``)."""
     options = dict(options)
-    cls = SAMPLERS[options.pop("name")]
+    name = options.pop("name")
+    cls = SAMPLERS[name]
+    if name in NEEDS_SPACE:
+        options["view"] = view
 
     def make(trial_seed: int) -> BaseSampler:
         with warnings.catch_warnings():  # options such as multivariate are "experimental": noise per trial

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import yaml
@@ -31,9 +31,13 @@ from optuna.trial import FrozenTrial
 from jumpsearch.config import FAMILIES, Candidate, DataConfig, ModelConfig, TrainingConfig, clip, echo, family_names
 from jumpsearch.counting import count, training_memory
 from jumpsearch.device import memory_budget
+from jumpsearch.ehvi import space_view
 from jumpsearch.errors import ConfigError
-from jumpsearch.samplers import EXHAUSTIVE, SAMPLERS, make_sampler, sampler_options
+from jumpsearch.samplers import EXHAUSTIVE, NEEDS_SPACE, SAMPLERS, make_sampler, missing_dependency, sampler_options
 from jumpsearch.schedule import Schedule
+
+if TYPE_CHECKING:
+    from jumpsearch.data import Dataset
 
 OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "flops": "minimize"}
 TOP_LEVEL = (
@@ -341,8 +345,11 @@ class SearchSpace:
     def families(self) -> tuple[str, ...]:
         return tuple(self.model)
 
-    def make_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
-        return make_sampler(self.sampler, self.seed if seed is None else seed)
+    def make_sampler(self, seed: int | None = None, data: Dataset | None = None) -> optuna.samplers.BaseSampler:
+        """The space's sampler; ``data``, the data set trials train on, for one that counts candidate
+        points before proposing one (``ehvi``)."""
+        view = space_view(self, data) if data is not None and self.sampler["name"] in NEEDS_SPACE else None
+        return make_sampler(self.sampler, self.seed if seed is None else seed, view)
 
     def for_family(self, family: str) -> SearchSpace:
         """The sub-space of one family, as its own space named ``<name>-<family>`` (for ``ablate``); its
@@ -697,6 +704,9 @@ def _sampler(raw: Any, source: str) -> dict[str, Any]:
             SAMPLERS[name](seed=0, **{k: v for k, v in options.items() if k != "name"})
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{source}: sampler: {name} refuses its options ({echo(str(e))})") from None
+    missing = missing_dependency(name)
+    if missing:
+        raise ConfigError(f"{source}: sampler.name: {missing}")
     return {**options, "name": name}
 
 

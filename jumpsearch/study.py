@@ -30,6 +30,7 @@ from jumpsearch.records import (
     is_duplicate,
     is_stopped,
     merge_study_attr,
+    record,
     searched,
     spent,
     spent_training,
@@ -64,10 +65,10 @@ TRACEBACK_CHARS = 8000
 REPEAT_SEED_STRIDE = 100_003  # repeat k of trial n trains with seed + n + k·stride: no two runs share a seed
 
 
-def _reject(trial: optuna.Trial, reason: str, excess: float = 1.0) -> NoReturn:
+def _reject(trial: optuna.Trial, reason: str, excess: float = 1.0, attrs: dict[str, Any] | None = None) -> NoReturn:
     """Prune a point before training, and tell the sampler it is infeasible, by how much (its relative
-    excess over the limit), rather than merely unlucky."""
-    trial.set_user_attr("rejected", reason)
+    excess over the limit), rather than merely unlucky; ``attrs``: what else to record with the reason."""
+    record(trial, {**(attrs or {}), "rejected": reason})
     trial.set_constraint("jumpsearch", max(excess, 1e-6))
     raise optuna.TrialPruned(f"rejected: {reason}")
 
@@ -100,14 +101,13 @@ class Objective:
         except BaseException as e:  # Ctrl-C or a signal, whatever error it became: Optuna fails the trial
             stop = interruption(e)
             if stop is not None:
-                trial.set_user_attr("fail_reason", f"interrupted by {stop.name}")
-                trial.set_user_attr("interrupted", True)
+                record(trial, {"fail_reason": f"interrupted by {stop.name}", "interrupted": True})
                 raise stop from None
             if storage_failure(e) is not None:  # past Optuna's catch: nothing more can be stored
                 raise StorageFailed(str(e)) from e
             if isinstance(e, Exception):
-                trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
-                trial.set_user_attr("traceback", traceback.format_exc()[-TRACEBACK_CHARS:])
+                record(trial, {"fail_reason": f"{type(e).__name__}: {e}"[:1000],
+                               "traceback": traceback.format_exc()[-TRACEBACK_CHARS:]})  # fmt: skip
             raise
 
     def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
@@ -117,21 +117,18 @@ class Objective:
         except ConfigError as e:
             _reject(trial, str(e))
         counts = count(candidate.model)
-        trial.set_user_attr("config", candidate.to_dict())
-        trial.set_user_attr("params", counts.trainable)
-        trial.set_user_attr("flops", counts.macs)
+        described = {"config": candidate.to_dict(), "params": counts.trainable, "flops": counts.macs}
         violation = self.space.constraints.violation(candidate)
         if violation:
-            _reject(trial, *violation)
+            _reject(trial, *violation, attrs=described)
         key = candidate_key(candidate)
-        trial.set_user_attr("key", key)  # before looking for a twin: of two racing trials, one sees the other
+        record(trial, {**described, "key": key})  # before looking for a twin: of two racing trials, one sees the other
         twin = _twin(trial, key)
         if twin is not None:
-            trial.set_user_attr("duplicate_of", twin.number)
             if twin.state != TrialState.COMPLETE:
+                trial.set_user_attr("duplicate_of", twin.number)
                 raise optuna.TrialPruned(f"duplicate of trial {twin.number} ({twin.state.name.lower()})")
-            trial.set_user_attr("train_seconds", 0.0)
-            trial.set_user_attr("epochs", 0)
+            record(trial, {"duplicate_of": twin.number, "train_seconds": 0.0, "epochs": 0})
             return tuple(twin.values)
         if self.budget is not None:
             _within_budget(trial, self.budget)
@@ -158,24 +155,27 @@ class Objective:
         result = results[-1]
         spent_epochs = sum(r.epochs for r in results)
         accuracy = statistics.fmean(r.val_accuracy for r in results)
-        trial.set_user_attr("train_seconds", round(sum(r.train_seconds for r in results), 3))
+        done: dict[str, Any] = {"train_seconds": round(sum(r.train_seconds for r in results), 3)}
         costs = [r.costs for r in results if r.costs]  # repeats: fixed seconds summed, epochs one after another
         if costs:
             fixed = {k: round(sum(c[k] for c in costs), 4) for k in ("build", "compile", "first_step", "fixed")}
             epochs_of = {k: [s for c in costs for s in c[k]] for k in ("train", "evaluate")}
-            trial.set_user_attr("costs", {**fixed, **epochs_of})
-        trial.set_user_attr("epochs", spent_epochs)
-        trial.set_user_attr("images", spent_epochs * steps_per_epoch(candidate.training, self.data)
-                            * candidate.training.batch_size)  # fmt: skip
-        trial.set_user_attr("device", result.device)
-        trial.set_user_attr("backend", result.backend)
-        trial.set_user_attr("val_loss", statistics.fmean(r.val_loss for r in results))
-        trial.set_user_attr("accuracy", accuracy)
-        trial.set_user_attr("accuracy_se", standard_error(accuracy, len(self.data.y_val)))
+            done["costs"] = {**fixed, **epochs_of}
+        done.update({
+            "epochs": spent_epochs,
+            "images": spent_epochs * steps_per_epoch(candidate.training, self.data) * candidate.training.batch_size,
+            "device": result.device,
+            "backend": result.backend,
+            "val_loss": statistics.fmean(r.val_loss for r in results),
+            "accuracy": accuracy,
+            "accuracy_se": standard_error(accuracy, len(self.data.y_val)),
+        })  # fmt: skip
         if repeats > 1:
-            trial.set_user_attr("accuracies", [r.val_accuracy for r in results])
+            done["accuracies"] = [r.val_accuracy for r in results]
         if result.stopped:
-            trial.set_user_attr("stopped_at", result.epochs)
+            done["stopped_at"] = result.epochs
+        record(trial, done)  # one write: what the trial trained and scored
+        if result.stopped:
             raise optuna.TrialPruned(f"stopped by the schedule at epoch {result.epochs} of {epochs}")
         values["accuracy"] = accuracy
         return tuple(float(values[o]) for o in self.space.objectives)
@@ -313,13 +313,15 @@ def create_study(
     study_name: str | None = None,
     seed: int | None = None,
     heartbeat: int = HEARTBEAT_INTERVAL,
+    data: Dataset | None = None,
 ) -> optuna.Study:
     """Create the space's study, or load it to resume; the study carries the space it was made from.
 
     Resuming with an edited space is checked first: objectives, data set, families, and the kind, choices,
     log scale and step of every parameter must be unchanged (JumpsearchError names what changed); other
     edits (a wider range, a longer budget) are recorded in the study's ``space_changes``. ``storage`` is a
-    URL (see ``open_storage``) or an Optuna storage object that threads of this process share.
+    URL (see ``open_storage``) or an Optuna storage object that threads of this process share; ``data``,
+    the data set its trials train on, lets a sampler count candidate points before proposing one.
     """
     name = study_name or space.name
     check_study_name(name)
@@ -333,7 +335,7 @@ def create_study(
         study = optuna.create_study(
             storage=opened,
             study_name=name,
-            sampler=space.make_sampler(seed),
+            sampler=space.make_sampler(seed, data),
             directions=space.directions,
             load_if_exists=True,
         )
@@ -487,7 +489,7 @@ def run_search(
     if data is None:
         data = load_dataset(space.data, data_dir)
     space.check(data.input_shape, data.num_classes)
-    study = create_study(space, storage, study_name, seed, heartbeat)
+    study = create_study(space, storage, study_name, seed, heartbeat, data)
     if data_dir is not None:  # where the data set was, for an export of this study to train on
         study.set_user_attr("data_dir", str(Path(data_dir).resolve()))
     budget = trials or space.trials

@@ -27,7 +27,7 @@ from _pytest.fixtures import getfixturemarker  # pytest keeps a fixture's params
 from _pytest.mark import ParameterSet
 from optuna.samplers import BaseSampler
 
-from jumpsearch.samplers import SAMPLERS, PerTrialSeed, make_sampler
+from jumpsearch.samplers import NEEDS_SPACE, SAMPLERS, PerTrialSeed, make_sampler, missing_dependency
 
 UNSEEDED = 0  # Optuna's tests build some samplers without a seed; a space always has one
 INLINE = {"test_brute_force": "bruteforce"}  # Optuna's modules that build their one sampler inside each test
@@ -88,7 +88,7 @@ def translate(factory: Any) -> JumpsearchSampler | None:
             sampler = factory(*[UNSEEDED] * len(required))
         except Exception:  # another sampler, perhaps without its optional dependency: not one of ours
             return None
-    if type(sampler) not in names:
+    if type(sampler) not in names or names[type(sampler)] in NEEDS_SPACE or missing_dependency(names[type(sampler)]):
         return None
     options = {key: value for key, value in arguments[id(sampler)].items() if key not in ("self", "seed")}
     return JumpsearchSampler(names[type(sampler)], options)

@@ -5,9 +5,19 @@ import threading
 import optuna
 import pytest
 
-from jumpsearch.samplers import EXHAUSTIVE, SAMPLERS, SEED_ONCE, PerTrialSeed, make_sampler
+from jumpsearch.samplers import (
+    EXHAUSTIVE,
+    NEEDS_SPACE,
+    SAMPLERS,
+    SEED_ONCE,
+    PerTrialSeed,
+    make_sampler,
+    missing_dependency,
+)
 
-PER_TRIAL = [name for name in SAMPLERS if name not in SEED_ONCE]
+# Samplers that need nothing but Optuna's trials (ehvi counts a space's points: tests/test_ehvi.py), and
+# whose dependencies are installed here (gp's come with an extra).
+PER_TRIAL = [n for n in SAMPLERS if n not in SEED_ONCE and n not in NEEDS_SPACE and not missing_dependency(n)]
 # An exhaustive sampler draws among the points no other trial holds, open ones included: what it draws
 # depends on the others by design (that is how it never draws a point twice).
 INDEPENDENT = [name for name in PER_TRIAL if name not in EXHAUSTIVE]

@@ -24,8 +24,8 @@ What does not apply to a wrapper, and why:
   (jumpsearch never pickles a sampler: each worker process builds its own from the space);
   ``test_sample_relative`` uses Optuna's ``FixedSampler``; the rest of ``test_partial_fixed.py`` and
   ``test_nsgaii.py`` test ``PartialFixedSampler`` and NSGA-II's private functions with mocks.
-- Parameters that build samplers no space may name (CMA-ES, NSGA-III, GP while ``gp`` is not in
-  ``SAMPLERS``) are dropped from each parametrisation.
+- Parameters that build samplers no space may name (CMA-ES, NSGA-III), or whose dependencies are not
+  installed (GP without the ``gp`` extra), are dropped from each parametrisation.
 """
 
 import os

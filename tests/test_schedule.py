@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from jumpsearch import ConfigError, JumpsearchError, write_report
 from jumpsearch.records import is_stopped, searched, spent_training, stopped
-from jumpsearch.schedule import Schedule, continues, crowding_distances, nondominated_ranks
+from jumpsearch.schedule import Schedule, continues, crowding_distances, nondominated, nondominated_ranks
 from jumpsearch.space import load_space, space_from_dict
 from jumpsearch.study import run_search
 from jumpsearch.training import TrainResult
@@ -33,6 +33,16 @@ def test_non_dominated_sorting_and_crowding_by_hand():
     # one front along a line: ends infinite; inner points: the sum of their neighbours' normalised gaps
     front = np.array([[0, 4], [1, 3], [3, 1], [4, 0]], dtype=float)
     assert crowding_distances(front).tolist() == [np.inf, 0.75 + 0.75, 0.75 + 0.75, np.inf]
+
+
+@pytest.mark.parametrize("columns", [1, 2, 3])
+def test_the_fast_first_front_is_the_first_rank_of_the_full_sort(columns):
+    """On points with many ties and repeated rows, as trials' counts and accuracies have."""
+    rng = np.random.default_rng(columns)
+    for _ in range(20):
+        points = rng.integers(0, 6, size=(int(rng.integers(1, 40)), columns)).astype(float)
+        assert nondominated(points).tolist() == (nondominated_ranks(points) == 0).tolist()
+    assert nondominated(np.zeros((0, 2))).tolist() == []
 
 
 def test_a_newcomer_that_dominates_every_recorded_trial_continues():

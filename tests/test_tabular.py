@@ -154,6 +154,33 @@ def test_the_table_is_built_from_a_study_s_curves_and_costs(tmp_path):
         table.run("nope", 0)
 
 
+def test_runs_timed_on_a_slower_machine_are_rescaled_by_the_networks_trained_on_both():
+    """Networks a and b ran before the change and again after, each at half the seconds: c, timed only
+    before, is halved too; the factor stays in the table, so the seconds measured can be recovered."""
+    import datetime
+
+    import optuna
+
+    def run(key: str, fixed: float, epoch: float, when: datetime.datetime) -> optuna.trial.FrozenTrial:
+        costs = {"fixed": fixed, "train": [epoch, epoch], "evaluate": [0.0, 0.0]}
+        attrs = {"key": key, "params": 1, "flops": 1, "epochs": 2, "curve": {"1": 0.5, "2": 0.6}, "costs": costs,
+                 "config": {}}  # fmt: skip
+        trial = optuna.trial.create_trial(values=[0.6, 1.0], user_attrs=attrs)
+        trial.datetime_start = when
+        return trial
+
+    before, after = datetime.datetime(2026, 1, 1, 10), datetime.datetime(2026, 1, 1, 12)
+    earlier = optuna.create_study(directions=["maximize", "minimize"])
+    earlier.add_trials([run("a", 2.0, 4.0, before), run("b", 4.0, 8.0, before), run("c", 2.0, 4.0, before)])
+    later = optuna.create_study(directions=["maximize", "minimize"])
+    later.add_trials([run("a", 1.0, 2.0, after), run("b", 2.0, 4.0, after)])
+    frame = tabular.table_from_studies([earlier, later], 100, rescale_before=datetime.datetime(2026, 1, 1, 11))
+    c = frame[frame["key"] == "c"].iloc[0]
+    assert c["seconds_scale"] == 0.5 and c["fixed_seconds"] == 1.0 and json.loads(c["epoch_seconds"]) == [2.0, 2.0]
+    assert frame[frame["run"] == 1]["seconds_scale"].tolist() == [1.0, 1.0]  # the later runs as measured
+    assert tabular.table_from_studies([earlier, later], 100)["seconds_scale"].tolist() == [1.0] * 5
+
+
 def test_results_and_the_report_carry_the_curves(tmp_path):
     from jumpsearch.report import curves_figure
     from jumpsearch.results import trials_table

@@ -1,0 +1,66 @@
+"""What a trial records, and in how many storage writes (no training: a stand-in ``train``)."""
+
+import optuna
+import pytest
+import sqlalchemy
+import yaml
+
+from jumpsearch.space import space_from_dict
+from jumpsearch.study import run_search
+from jumpsearch.training import TrainResult
+
+SPACE = """
+name: writes
+data: {dataset: digits}
+model: {groups: 1, blocks_per_group: 1, stem_filters: [8, 8], base_filters: {choice: [8, 16, 32]}, jump_spacing: 0}
+training: {epochs: 4, steps_per_epoch: 2, batch_size: 32}
+sampler: random
+"""
+RECORDED = {"worker", "config", "params", "flops", "key", "curve", "train_seconds", "costs", "epochs", "images",
+            "device", "backend", "val_loss", "accuracy", "accuracy_se"}  # fmt: skip
+
+
+def stand_in(candidate, data, seed=0, on_epoch=None, **_):
+    for epoch in range(1, candidate.training.epochs + 1):
+        on_epoch(epoch, 0.5 + epoch / 100)
+    costs = {"build": 0.1, "compile": 0.1, "first_step": 0.2, "fixed": 0.4, "train": [0.5] * 4, "evaluate": [0.1] * 4}
+    return TrainResult(0.54, 1.0, 4, 2.4, "cpu", costs=costs)
+
+
+@pytest.fixture
+def counted_writes(tmp_path):
+    """An SQLite storage, and the transactions that wrote a trial's user attributes on it."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/w.db")
+    writes = {"open": False, "count": 0}
+
+    @sqlalchemy.event.listens_for(storage.engine, "before_cursor_execute")
+    def seen(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")) and "trial_user_attributes" in statement:
+            writes["open"] = True
+
+    @sqlalchemy.event.listens_for(storage.engine, "commit")
+    def committed(conn):
+        writes["count"] += writes["open"]
+        writes["open"] = False
+
+    return storage, writes
+
+
+def test_a_trained_trial_records_everything_in_at_most_five_writes_and_one_per_epoch(counted_writes):
+    storage, writes = counted_writes
+    space = space_from_dict(yaml.safe_load(SPACE))
+    study = run_search(space, trials=1, storage=storage, train=stand_in)
+    (trial,) = study.trials
+    assert RECORDED <= set(trial.user_attrs)
+    assert trial.user_attrs["curve"] == {"1": 0.51, "2": 0.52, "3": 0.53, "4": 0.54}
+    assert trial.user_attrs["costs"]["train"] == [0.5] * 4
+    assert writes["count"] <= 5 + 4
+
+
+def test_a_storage_without_transactions_of_several_attributes_records_the_same(tmp_path):
+    """A journal file takes one attribute per write: the same figures, written one by one."""
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    space = space_from_dict(yaml.safe_load(SPACE))
+    (trial,) = run_search(space, trials=1, storage=journal, train=stand_in).trials
+    assert RECORDED <= set(trial.user_attrs)
+    assert trial.user_attrs["accuracy"] == 0.54

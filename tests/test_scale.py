@@ -1,0 +1,76 @@
+"""A study of thousands of trials: what a refresh, a duplicate check and a rung decision read (no training).
+
+Timings belong in ``benchmarks/scale.py``; here, the number of trials each one reads from the storage and
+looks into, which is what keeps their cost flat as the study grows."""
+
+import random
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+
+from conftest import ROOT
+from jumpsearch.progress import Tally
+from jumpsearch.records import front
+from jumpsearch.space import load_space
+from jumpsearch.study import _Rungs, _twin, create_study
+
+TRIALS = 2000
+
+
+def synthetic(number: int, rng: random.Random) -> optuna.trial.FrozenTrial:
+    params, accuracy = rng.randint(2_000, 500_000), round(rng.uniform(0.6, 0.9), 4)
+    attrs = {
+        "key": f"net{number}",
+        "params": params,
+        "flops": 40 * params,
+        "accuracy": accuracy,
+        "epochs": 9,
+        "curve": {str(e): accuracy for e in range(1, 10)},
+        "rungs": {"1": accuracy - 0.1, "3": accuracy - 0.05},
+    }
+    return create_trial(state=TrialState.COMPLETE, values=[accuracy, params], params={"x": 0},
+                        distributions={"x": CategoricalDistribution([0])}, user_attrs=attrs)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory):
+    """A study of 2,000 finished trials in SQLite, and a counter of the trials each read returns."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('scale')}/large.db"
+    space = load_space(ROOT / "search_spaces" / "digits.yaml")
+    writer = create_study(space, url, "large")
+    writer.set_user_attr("space", None)  # synthetic trials have no configuration to hold to a space
+    rng = random.Random(0)
+    writer.add_trials([synthetic(n, rng) for n in range(TRIALS)])
+    return space, url
+
+
+def test_reads_after_the_first_take_only_the_trials_that_changed(large, monkeypatch):
+    space, url = large
+    study = optuna.load_study(study_name="large", storage=url)
+    backend = study._storage._backend
+    returned: list[int] = []
+    fetch = backend._get_trials
+    monkeypatch.setattr(backend, "_get_trials", lambda *a, **k: returned.append(len(r := fetch(*a, **k))) or r)
+    tally = Tally(study)
+    assert len(tally.update(study.get_trials(deepcopy=False))) == TRIALS  # the first refresh reads them all
+    assert tally.searched == TRIALS and len(tally.front) > 1
+    assert {t.number for t in tally.front} == {t.number for t in front(study)}
+
+    other = optuna.load_study(study_name="large", storage=url)  # another process adds one trained trial
+    other.add_trial(synthetic(TRIALS, random.Random(1)))
+    returned.clear()
+    read = tally.update(study.get_trials(deepcopy=False))  # the supervisor's refresh
+    assert [t.number for t in read] == [TRIALS] and returned == [1]
+    assert tally.searched == TRIALS + 1
+    assert {t.number for t in tally.front} == {t.number for t in front(study)}
+
+    trial = study.ask()  # a worker's duplicate check, then its decision at a rung
+    trial.set_user_attr("key", "net5")
+    returned.clear()
+    assert _twin(trial, "net5").number == 5
+    assert _twin(trial, "absent") is None
+    rungs = _Rungs(trial, "absent", space, {"params": 10_000, "flops": 400_000})
+    rungs(1, 0.7)
+    assert max(returned) <= 1  # only the running trial, each time: the finished ones are cached
