@@ -36,12 +36,16 @@ def test_non_dominated_sorting_and_crowding_by_hand():
 
 
 @pytest.mark.parametrize("columns", [1, 2, 3])
-def test_the_fast_first_front_is_the_first_rank_of_the_full_sort(columns):
-    """On points with many ties and repeated rows, as trials' counts and accuracies have."""
+def test_the_fast_fronts_are_those_of_comparing_every_pair(columns):
+    """On points with many ties and repeated rows, as trials' counts and accuracies have: the first front,
+    and (two columns) every row's front number."""
+    from jumpsearch.schedule import _ranks_by_pairs
+
     rng = np.random.default_rng(columns)
-    for _ in range(20):
+    for _ in range(30):
         points = rng.integers(0, 6, size=(int(rng.integers(1, 40)), columns)).astype(float)
-        assert nondominated(points).tolist() == (nondominated_ranks(points) == 0).tolist()
+        assert nondominated(points).tolist() == (_ranks_by_pairs(points) == 0).tolist()
+        assert nondominated_ranks(points).tolist() == _ranks_by_pairs(points).tolist()
     assert nondominated(np.zeros((0, 2))).tolist() == []
 
 
