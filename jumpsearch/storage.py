@@ -121,10 +121,11 @@ def require_jumpsearch_study(study: optuna.Study, url: str | None = None) -> Non
     none of what jumpsearch reads, and jumpsearch must not write its space into it. A jumpsearch study
     stores its space. A study with no attribute and no trial that ran is taken as jumpsearch's: another
     jumpsearch process is creating it at this moment, or someone made it to enqueue points to try first."""
-    if "space" in study.user_attrs:
-        return
+    # Trials first: a jumpsearch process stores the space before any trial runs, so read in this order a
+    # study whose first trial already runs shows its space (read the other way round, it may not yet).
     ran = study.get_trials(deepcopy=False, states=[s for s in TrialState if s != TrialState.WAITING])
-    if not study.user_attrs and not ran:
+    attrs = study.user_attrs
+    if "space" in attrs or (not attrs and not ran):
         return
     where = f" in {redact(url)}" if url else ""
     raise JumpsearchError(
