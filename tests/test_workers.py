@@ -106,7 +106,7 @@ def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, write_space, postgres
     """Two `jumpsearch run` processes (as on two machines) on PostgreSQL, same seed; one's worker dies by
     SIGKILL mid-trial. Its supervisor starts another; the dead trial is failed by heartbeat and re-run
     once; no configuration is trained twice."""
-    space = write_space(SPACE.format(name="shared", epochs=3, steps=8))
+    space = write_space(SPACE.format(name="shared", epochs=8, steps=8))  # seen at epoch 1: 7 more to kill it in
     victim_trial, killed_at = two_supervisors_one_killed_worker(space, postgres_url, "shared", tmp_path)
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     trials = study.get_trials()
