@@ -40,6 +40,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 _pending: int | None = None  # the signal that asked this process to stop, once one has
+_held = False  # a signal is noted, not raised, until the code that holds signals lets them go
 
 
 def raise_interrupted(signum: int, frame: object) -> None:
@@ -48,12 +49,23 @@ def raise_interrupted(signum: int, frame: object) -> None:
 
     The exception lands in whatever code runs at that moment, and some code swallows it (a ``__del__``,
     a garbage-collector callback, a C extension that turns it into another error): the signal is kept
-    here too, and ``check_interrupted`` raises it again at the package's safe points."""
+    here too, and ``check_interrupted`` raises it again at the package's safe points. While signals are
+    held (``hold_signals``), it is only kept."""
     global _pending
     _pending = signum
     for other in (signal.SIGINT, signal.SIGTERM):
         signal.signal(other, signal.SIG_IGN)
-    raise Interrupted(signum)
+    if not _held:
+        raise Interrupted(signum)
+
+
+def hold_signals(hold: bool) -> None:
+    """Hold signals (keep them for ``check_interrupted``) or let them raise again. A search holds them
+    between two trials, while Optuna records one, asks for the next and starts its heartbeat thread:
+    cut short there, a heartbeat thread started and never stopped keeps the trial alive and the process
+    from exiting. Letting go does not raise a held signal: call ``check_interrupted``."""
+    global _held
+    _held = hold
 
 
 def check_interrupted() -> None:

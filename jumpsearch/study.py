@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from jumpsearch.counting import candidate_key, count
 from jumpsearch.data import Dataset, load_dataset
-from jumpsearch.errors import ConfigError, JumpsearchError, StorageFailed, check_interrupted, interruption
+from jumpsearch.errors import ConfigError, JumpsearchError, StorageFailed, check_interrupted, hold_signals, interruption
 from jumpsearch.progress import SearchBar
 from jumpsearch.records import (
     appended,
@@ -92,7 +92,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         try:
-            check_interrupted()  # a signal swallowed before this trial (by a finalizer, say) stops here
+            trial.set_user_attr("worker", WORKER)  # first: a trial this process leaves running is found by it
+            hold_signals(False)  # held since the last trial (``run_search``): from here a signal fails this one
+            check_interrupted()  # ... as does one held, or swallowed before this trial (by a finalizer, say)
             values = self._run(trial)
             check_interrupted()  # ... and one swallowed in its last steps fails it rather than completing it
             return values
@@ -111,7 +113,6 @@ class Objective:
             raise
 
     def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
-        trial.set_user_attr("worker", WORKER)  # first: a trial this process leaves running is found by it
         try:
             candidate = self.space.suggest(trial, self.data.input_shape, self.data.num_classes)
         except ConfigError as e:
@@ -502,8 +503,17 @@ def run_search(
     on_epoch = watch.bar.epoch if watch.bar is not None else None
     objective = Objective(space, data, seed=space.seed if seed is None else seed, train=train, on_epoch=on_epoch,
                           budget=budget)  # fmt: skip
+
+    def held_after(trial: optuna.Trial) -> tuple[float, ...]:
+        try:
+            return objective(trial)
+        finally:
+            hold_signals(True)  # until the next trial's objective starts: see ``hold_signals``
+
+    hold_signals(True)  # the first trial's start, as every next one's
     try:
-        study.optimize(objective, timeout=timeout, callbacks=[watch], catch=(Exception,), gc_after_trial=True)
+        study.optimize(held_after, timeout=timeout, callbacks=[watch], catch=(Exception,), gc_after_trial=True)
+        check_interrupted()  # one held after the last trial
     except (StorageFailed, Exception, KeyboardInterrupt) as e:
         stop = interruption(e)  # a signal, whatever error it became where it landed
         if stop is not None:
@@ -518,6 +528,7 @@ def run_search(
         where = type(storage).__name__ if shared else redact(storage_url(storage, space.name))
         raise JumpsearchError(f"storage {where}: {failure}") from None
     finally:
+        hold_signals(False)
         if watch.bar is not None:
             watch.bar.close()
     if watch.stopped_because:

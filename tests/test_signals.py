@@ -1,5 +1,6 @@
-"""A signal always stops a search: wherever it lands in a trial's start (building, compiling, the first
-step, a rung, a storage write, the last evaluation), and even when the code it lands in swallows it (a
+"""A signal always stops a search: wherever it lands in a trial's start (Optuna creating it or starting
+its heartbeat thread, building, compiling, the first step, a rung, a storage write, the last evaluation),
+and even when the code it lands in swallows it (a
 finalizer, as TensorFlow's and JAX's garbage-collector callbacks do), the running trial fails with the
 signal as its reason and no further trial trains."""
 
@@ -8,12 +9,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import keras
 import optuna
 import pytest
 import sqlalchemy
+from optuna.storages._heartbeat import HeartbeatThread
 from optuna.trial import TrialState
 
 import jumpsearch.models
@@ -55,15 +58,20 @@ def signals(monkeypatch):
         signal.signal(signum, handler)
 
 
-def once(hook, action):
-    """``hook``'s first call sends the signal; every call then does what the wrapped code does."""
+def once(hook, action, after=False):
+    """``hook``'s first call sends the signal (before it runs, or ``after``); every call then does what the
+    wrapped code does."""
     fired = []
 
     def wrapped(*args, **kwargs):
-        if not fired:
-            fired.append(True)
+        first = not fired
+        fired.append(True)
+        if first and not after:
             action()
-        return hook(*args, **kwargs)
+        result = hook(*args, **kwargs)
+        if first and after:
+            action()
+        return result
 
     return wrapped
 
@@ -81,6 +89,8 @@ def on_first_user_attr_insert(action):
 
 
 PHASES = {  # where the signal lands: (module or class, attribute)
+    "trial created": (optuna.samplers.RandomSampler, "before_trial"),  # the trial is running, with no worker
+    "heartbeat started": (HeartbeatThread, "start"),  # a thread that only stops when told
     "build": (jumpsearch.models, "build_model"),
     "compile": (keras.Model, "compile"),
     "first step": (keras.callbacks.TerminateOnNaN, "on_batch_end"),
@@ -104,7 +114,7 @@ def test_sigterm_anywhere_in_a_trial_fails_it_and_stops_the_search(
         sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", listener)
     else:
         owner, name = PHASES[phase]
-        monkeypatch.setattr(owner, name, once(getattr(owner, name), action))
+        monkeypatch.setattr(owner, name, once(getattr(owner, name), action, after=phase == "heartbeat started"))
     try:
         with pytest.raises(Interrupted) as stopped:
             run_search(space, trials=3, storage=storage)
@@ -116,6 +126,7 @@ def test_sigterm_anywhere_in_a_trial_fails_it_and_stops_the_search(
     (trial,) = study.trials  # no further trial started
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["fail_reason"] == "interrupted by SIGTERM" and trial.user_attrs["interrupted"]
+    assert not [thread.name for thread in threading.enumerate() if "_record_heartbeat" in thread.name]
 
 
 def test_a_signal_that_became_another_error_is_still_the_signal(signals):
