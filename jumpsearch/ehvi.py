@@ -16,12 +16,15 @@ highest expected hypervolume improvement per predicted second:
 
 Running trials stand in the front at their predicted accuracy ("kriging believer": Ginsbourger, Le Riche
 & Carraro, 2010), so that parallel workers spread out; their networks, and those already trained, are
-never proposed again. A trial the schedule stopped enters the model at its last accuracy plus the gain
+not proposed again (a trial names its network a few milliseconds after its proposal: two workers
+proposing at the same moment may pick the same point, and the later trial is then a duplicate, at no
+training cost). A trial the schedule stopped enters the model at its last accuracy plus the gain
 that trials trained to the end made from that epoch on. The first ``n_startup_trials`` points spread along
 the params axis instead: each is the candidate farthest, in log params, from every trial so far.
 
-Hypervolume here is the benchmark's: counts on a log scale between the smallest candidate and the
-space's limit (``max_params``, ``max_flops``; without one, the largest candidate), accuracy from 0.
+The hypervolume it improves puts each count on a log scale, from 0 at the smallest count among the
+candidates and trials to 1 at the space's limit (``max_params``, ``max_flops``; without one, or below
+the largest count seen, a tenth of the range past the largest), and accuracy from 0.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ class EHVISampler(BaseSampler):
 
     ``n_startup_trials``: points spread along the params axis before the model is used;
     ``n_candidates``: points drawn, counted and scored per proposal in a space too large to score
-    whole (one with more than 4,096 points, or ranges);
+    whole (one with more points than 4,096 and ``n_candidates``, or ranges);
     ``per_second``: divide the improvement by the predicted seconds (else by one: per trial).
     ``view`` is set by jumpsearch when a search starts (``SearchSpace.make_sampler``).
     """
@@ -98,14 +101,14 @@ class EHVISampler(BaseSampler):
         if n_startup_trials < 0 or n_candidates < 1:
             raise ValueError(f"n_startup_trials must be at least 0 and n_candidates 1, got {n_startup_trials} "
                              f"and {n_candidates}")  # fmt: skip
-        self._seed = seed
+        self._rng = np.random.RandomState(seed % 2**32 if seed is not None else None)
         self._startup, self._n_candidates, self._per_second = n_startup_trials, n_candidates, per_second
         self._view = view
         self._random = RandomSampler(seed=seed)
 
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
-        self._seed = int(np.random.SeedSequence().generate_state(1)[0])
+        self._rng = np.random.RandomState()
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if self._view is None:
@@ -124,7 +127,7 @@ class EHVISampler(BaseSampler):
     ) -> dict[str, Any]:
         if not search_space or self._view is None:
             return {}
-        rng = np.random.RandomState(self._seed % 2**32 if self._seed is not None else None)
+        rng = self._rng
         trials = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
         taken = {t.user_attrs["key"] for t in trials if spent_training(t)}
         pool = [(p, d) for p, d in self._candidates(study, trial, trials, rng) if d.key not in taken]
@@ -167,7 +170,8 @@ class EHVISampler(BaseSampler):
                 fresh = {n: random.sample_independent(study, trial, n, d) for n, d in dists.items()}
                 if parents and i % 2:  # a neighbour: a parent with one or two values drawn afresh
                     parent = parents[rng.randint(len(parents))]
-                    changed = set(rng.choice(list(dists), size=min(len(dists), 1 + rng.randint(2)), replace=False))
+                    used = list(parent)  # a value the parent's network ignores would change nothing
+                    changed = set(rng.choice(used, size=min(len(used), 1 + rng.randint(2)), replace=False))
                     fresh = {n: fresh[n] if n in changed or n not in parent else parent[n] for n in dists}
                 points.append(fresh)
         seen: dict[str, tuple[dict[str, Any], Described]] = {}
@@ -184,7 +188,7 @@ class EHVISampler(BaseSampler):
     ) -> int:
         view = self._view
         assert view is not None
-        counted = [o for o in view.objectives[1:]]
+        counted = list(view.objectives[1:])
         finished = [t for t in trials if counts_as_searched(t) and "accuracy" in t.user_attrs and "key" in t.user_attrs]
         complete = [t for t in finished if not is_stopped(t)]
         if not complete:
@@ -192,28 +196,29 @@ class EHVISampler(BaseSampler):
         gains = _gains_to_the_end(complete)
         observed = sorted(complete, key=lambda t: t.number)
         observed += [t for t in finished if is_stopped(t)]
-        if len(observed) > MAX_OBSERVATIONS:  # the front's trials and the latest others
+        if len(observed) > MAX_OBSERVATIONS:  # the front's trials (evenly spaced if too many), the latest others
             front = set(_front_numbers(complete, counted))
             rest = sorted((t for t in observed if t.number not in front), key=lambda t: t.number)
             observed = [t for t in observed if t.number in front]
-            observed += rest[-(MAX_OBSERVATIONS - len(observed)) :] if len(observed) < MAX_OBSERVATIONS else []
+            observed = observed[:: math.ceil(len(observed) / MAX_OBSERVATIONS)]
+            observed += rest[max(0, len(rest) - (MAX_OBSERVATIONS - len(observed))) :]
         y = np.array([_accuracy(t, gains) for t in observed])
         running = [t for t in trials if t.state == TrialState.RUNNING and "key" in t.user_attrs and
                    not is_duplicate(t) and all(o in t.user_attrs for o in counted)]  # fmt: skip
-        scales = _count_scales(pool, observed + running, counted, view.limits)
+        scales = _count_scales(pool, observed + running, view.limits)
         encode = _Encoder(view.distributions, scales)
-        model = _fit(np.array([encode(t.params, _counts_of(t, counted)) for t in observed]), y, rng)
+        model = _fit(np.array([encode(t.params, _counts_of(t)) for t in observed]), y, rng)
         candidates = np.array([encode(d.used, d.counts) for _, d in pool])
         mean, std = _predict(model, candidates)
         front_counts = [[scales[o](t.user_attrs[o]) for o in counted] for t in complete]
         front_accuracy = [float(t.user_attrs["accuracy"]) for t in complete]
         if running:  # the kriging believer: running trials at their predicted accuracy
-            guess, _ = _predict(model, np.array([encode(t.params, _counts_of(t, counted)) for t in running]))
+            guess, _ = _predict(model, np.array([encode(t.params, _counts_of(t)) for t in running]))
             front_counts += [[scales[o](t.user_attrs[o]) for o in counted] for t in running]
             front_accuracy += list(guess)
         pool_counts = np.array([[scales[o](d.counts[o]) for o in counted] for _, d in pool], dtype=float)
-        improvement = expected_improvement(pool_counts.reshape(len(pool), len(counted)), mean, std,
-                                           np.array(front_counts, dtype=float), np.array(front_accuracy))  # fmt: skip
+        improvement = expected_improvement(pool_counts, mean, std, np.array(front_counts, dtype=float),
+                                           np.array(front_accuracy))  # fmt: skip
         seconds = _seconds(finished, [d.work for _, d in pool]) if self._per_second else np.ones(len(pool))
         score = improvement / seconds
         ties = np.flatnonzero(score >= score.max() - 1e-12 * abs(score.max()))
@@ -231,7 +236,8 @@ def expected_improvement(
     adds is the box from its counts to the reference, over accuracies from the front's staircase up to
     its own: cell by cell of that staircase, the expected improvement E[max(0, A − level)] (Jones et al.
     1998) times the part of the cell inside the box. Accuracy's reference is 0. The staircase is built
-    once: (front size + 1)^d cells, whatever the number of candidates.
+    once, (front size + 1)^d cells whatever the number of candidates, and memory stays proportional to
+    its cells: candidates go through in chunks of about 4 million (candidate, cell) pairs.
     """
     counts = np.asarray(counts, dtype=float).reshape(len(mean), -1)
     front_counts = np.asarray(front_counts, dtype=float).reshape(len(front_accuracy), counts.shape[1])
@@ -241,14 +247,21 @@ def expected_improvement(
     dims = counts.shape[1]
     if dims == 0:  # accuracy alone: the expected improvement over the best so far
         return _ei(mean[:, None], std[:, None], np.array([max(front_accuracy, default=0.0)]))[:, 0]
-    low = min(0.0, float(counts.min(initial=0.0)))
+    low = float(counts.min(initial=0.0))
     edges = [np.unique(np.concatenate([[low], np.clip(front_counts[:, k], low, 1.0), [1.0]])) for k in range(dims)]
-    lower = np.stack(np.meshgrid(*(e[:-1] for e in edges), indexing="ij"), axis=-1)  # each cell's lower corner
-    below = np.all(front_counts[None, :, :] <= lower.reshape(-1, 1, dims) + 1e-12, axis=2)  # (cells, n)
-    level = np.where(below, front_accuracy[None, :], 0.0).max(axis=1, initial=0.0)  # the staircase, per cell
+    # The staircase: a front point raises every cell whose lower corner it is at or below on each axis. Put
+    # its accuracy in the first such cell, then carry the maximum up each axis.
+    level = np.zeros([len(e) - 1 for e in edges])
+    first = [np.searchsorted(e[:-1], front_counts[:, k] - 1e-12) for k, e in enumerate(edges)]
+    inside = np.all([f < len(e) - 1 for f, e in zip(first, edges, strict=True)], axis=0)
+    np.maximum.at(level, tuple(f[inside] for f in first), front_accuracy[inside])
+    for axis in range(dims):
+        level = np.maximum.accumulate(level, axis=axis)
+    level = level.reshape(-1)
     result = np.zeros(len(counts))
-    for chunk in range(0, len(counts), 64):
-        rows = slice(chunk, chunk + 64)
+    rows_per_chunk = max(1, 2**22 // len(level))
+    for chunk in range(0, len(counts), rows_per_chunk):
+        rows = slice(chunk, chunk + rows_per_chunk)
         volume = np.ones((len(counts[rows]), 1))
         for k, e in enumerate(edges):  # each cell's width inside [x_k, 1], one axis at a time
             width = np.clip(e[None, 1:] - np.maximum(e[None, :-1], counts[rows, k : k + 1]), 0.0, None)
@@ -320,21 +333,19 @@ def _accuracy(trial: FrozenTrial, gains: dict[int, float]) -> float:
     return accuracy
 
 
-def _counts_of(trial: FrozenTrial, counted: Sequence[str]) -> dict[str, float]:
-    names = {*counted, "params", "flops"}
-    return {o: float(trial.user_attrs[o]) for o in names if o in trial.user_attrs}
+def _counts_of(trial: FrozenTrial) -> dict[str, float]:
+    return {o: float(trial.user_attrs[o]) for o in ("params", "flops") if o in trial.user_attrs}
 
 
 def _count_scales(
     pool: list[tuple[dict[str, Any], Described]],
     trials: list[FrozenTrial],
-    counted: Sequence[str],
     limits: dict[str, float | None],
 ) -> dict[str, Callable[[float], float]]:
     """Each count on a log scale: 0 at the smallest seen, 1 at the space's limit (else a little past the
     largest seen)."""
     scales = {}
-    for name in {*counted, "params", "flops"}:
+    for name in ("params", "flops"):
         seen = [d.counts[name] for _, d in pool if name in d.counts]
         seen += [t.user_attrs[name] for t in trials if name in t.user_attrs]
         if not seen:
@@ -446,6 +457,8 @@ def space_view(space: Any, data: Any) -> SpaceView:
     from jumpsearch.errors import ConfigError
     from jumpsearch.training import steps_per_epoch
 
+    failures: set[str] = set()
+
     def describe(point: dict[str, Any]) -> Described | None:
         trial = optuna.trial.FixedTrial(point)
         try:
@@ -458,7 +471,10 @@ def space_view(space: Any, data: Any) -> SpaceView:
         except ConfigError:
             return None
         except Exception as e:  # noqa: BLE001 (one point the model code refuses must not stop the search)
-            logger.debug("cannot describe point %s: %s: %s", point, type(e).__name__, e)
+            kind = type(e).__name__  # the first of a kind is said: if every point fails, proposals are random
+            log = logger.debug if kind in failures else logger.warning
+            failures.add(kind)
+            log("ehvi: cannot count point %s (left out of the proposals): %s: %s", point, kind, e)
             return None
         training = candidate.training
         images = training.epochs * training.repeats * steps_per_epoch(training, data) * training.batch_size

@@ -22,7 +22,6 @@ class Tally:
     (and one pass over the list the storage keeps), not a front of the whole study: flat at 10,000 trials."""
 
     def __init__(self, study: optuna.Study) -> None:
-        self.study = study
         self.seen: set[int] = set()
         self.searched = 0
         self.epochs = 0
@@ -70,14 +69,12 @@ class SearchBar:
         )
         self.running: dict[int, str] = {}
         self.front_note = ""
-        self.epochs = 0
         self.refresh(with_running=False)
 
     def refresh(self, with_running: bool = True) -> None:
         """Read newly finished trials, the front (and, for workers elsewhere, the epochs of running trials)."""
         trials = self.study.get_trials(deepcopy=False)
         self.tally.update(trials)
-        self.epochs = self.tally.epochs
         best = self.tally.front
         if best:
             self.front_note = f"front {len(best)}, best acc {max(t.values[0] for t in best):.4f}"
@@ -97,7 +94,7 @@ class SearchBar:
 
     def _show(self) -> None:
         running = ", ".join(f"trial {n} epoch {e}" for n, e in sorted(self.running.items()))
-        spent = f"{self.epochs} epochs spent"
+        spent = f"{self.tally.epochs} epochs spent"
         self.bar.set_postfix_str("; ".join(p for p in (spent, self.front_note, running) if p))
 
     def write(self, line: str) -> None:

@@ -71,34 +71,32 @@ def front(study: optuna.Study) -> list[FrozenTrial]:
     """The Pareto front of the trials trained to the end, each configuration once, among the points of
     the space as the study now stores it: after an edit on resume (a narrower range, another recipe, a
     lower limit), trials it leaves outside are not ranked beside the new ones."""
-    from jumpsearch.schedule import nondominated
-
     trials = trained(study)
-    if not trials:
-        return []
     signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
     space = stored_space_of(study)
     if space is None:
-        return [t for t, keep in zip(trials, nondominated(np.array([t.values for t in trials]) * signs), strict=True)
-                if keep]  # fmt: skip
+        return _nondominated(trials, signs)
     # The front of every trial, less its trials outside the space, again, until a front holds none: then
     # every outsider left is dominated by one of its insiders (dominance is transitive), so it is the
     # insiders' front. A few passes usually settle it; past PEELS (a much narrower space), every trial
     # is held to the space once.
     for _ in range(PEELS):
-        candidates = [t for t, keep in zip(trials, nondominated(np.array([t.values for t in trials]) * signs),
-                                           strict=True) if keep]  # fmt: skip
+        candidates = _nondominated(trials, signs)
         gone = {t.number for t in candidates if space.outside(t) is not None}
         if not gone:
             return candidates
         trials = [t for t in trials if t.number not in gone]
-        if not trials:
-            return []
-    trials = [t for t in trials if space.outside(t) is None]
+    return _nondominated([t for t in trials if space.outside(t) is None], signs)
+
+
+def _nondominated(trials: list[FrozenTrial], signs: np.ndarray) -> list[FrozenTrial]:
+    """The trials no other one dominates (``signs``: -1 for an objective to maximize, 1 to minimize)."""
+    from jumpsearch.schedule import nondominated
+
     if not trials:
         return []
-    return [t for t, keep in zip(trials, nondominated(np.array([t.values for t in trials]) * signs), strict=True)
-            if keep]  # fmt: skip
+    keep = nondominated(np.array([t.values for t in trials]) * signs)
+    return [t for t, kept in zip(trials, keep, strict=True) if kept]
 
 
 def stored_space_of(study: optuna.Study) -> Any:  # -> SearchSpace | None
@@ -161,9 +159,9 @@ def summary(study: optuna.Study) -> str:
 
 def record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """Set several user attributes of a running trial at once: in one transaction on a relational
-    database (Optuna's storages take one attribute per call, each a round trip), else one write each.
-    A trial records a handful of groups (what it is, each epoch's curve, what it scored), not one write
-    per figure."""
+    database (Optuna's storages commit each attribute on its own, a lock and a sync each), else one write
+    each. A trial records a handful of groups (what it is, each epoch's curve, what it scored), not one
+    commit per figure."""
     storage = trial.storage
     backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
     if len(attrs) > 1 and isinstance(backend, optuna.storages.RDBStorage):

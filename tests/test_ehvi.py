@@ -202,3 +202,26 @@ def test_a_trial_s_seconds_are_predicted_from_the_recorded_ones():
         finished.append(optuna.trial.create_trial(values=[0.5, 1.0], user_attrs=attrs))
     assert _seconds(finished, [5.0, 40.0]).tolist() == pytest.approx([6.0, 41.0])  # a line: 1 s + 1 s per unit
     assert _seconds(finished[:1], [5.0, 15.0]).tolist() == pytest.approx([1.5, 2.5])  # too few: relative work
+
+
+def test_a_point_the_model_code_cannot_count_is_left_out_and_said_once(monkeypatch, caplog):
+    """A bug in a family's code must not silently turn every proposal random: its first error is a warning."""
+    import jumpsearch.counting
+    from jumpsearch.data import load_dataset
+    from jumpsearch.ehvi import space_view
+
+    space = space_from_dict(yaml.safe_load(SPACE), "counted.yaml")
+    data = load_dataset(space.data)
+
+    def broken(model):
+        raise RuntimeError("a bug in the template")
+
+    monkeypatch.setattr(jumpsearch.counting, "count", broken)
+    view = space_view(space, data)
+    points = [{"groups": 1, "blocks_per_group": 1, "base_filters": b, "growth_rate": 1.0, "jump_spacing": 0,
+               "learning_rate": 0.003} for b in (8, 16)]  # fmt: skip
+    with caplog.at_level("DEBUG", logger="jumpsearch.ehvi"):
+        assert [view.describe(p) for p in points] == [None, None]
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "cannot count" in r.getMessage()]
+    assert [level for level, _ in said] == ["WARNING", "DEBUG"]
+    assert "RuntimeError: a bug in the template" in said[0][1]
