@@ -492,10 +492,14 @@ def real_events(study: Any) -> list[Event]:
     return sorted(events, key=lambda e: e.seconds)
 
 
+HV_COLUMNS = ("hv_25", "hv_50", "hv_100")
+
+
 def _validate(args: argparse.Namespace) -> None:
-    """Each real search's hypervolume at 25/50/100% of its seconds and after its epochs, beside the spread
-    (10th–90th percentile, median) of the simulator's seeds for the same strategy; and the slowdown of the
-    real workers' epochs against the table's (the ``--slowdown`` to simulate them with)."""
+    """The slowdown of the real workers' epochs against the table's (the ``--slowdown`` to simulate them
+    with); each real search's hypervolume at 25/50/100% of its seconds, and each strategy's median over
+    its searches; with ``--results``, each beside the spread (10th–90th percentile, median) of the
+    simulator's seeds for the same strategy."""
     import optuna
 
     from jumpsearch.storage import open_storage
@@ -518,10 +522,22 @@ def _validate(args: argparse.Namespace) -> None:
         reals.append((name, strategy, real_events(study)))
     slowdown = float(np.median(ratios)) if ratios else math.nan
     print(f"real epochs / the table's epochs, median over {len(ratios)} epochs: {slowdown:.3f} (--slowdown)")
-    if not args.results:
+    simulated = pd.DataFrame(json.loads(Path(args.results).read_text())) if args.results else None
+    horizon = float(simulated["horizon"].iloc[0]) if simulated is not None else args.horizon
+    rows = [{"search": name, "strategy": strategy, "trained": len(events),
+             **{f"hv_{part}": hypervolume_at(events, scale, horizon * part / 100) for part in (25, 50, 100)}}
+            for name, strategy, events in reals]  # fmt: skip
+    real = pd.DataFrame(rows)
+    print(f"\nreal searches' hypervolume at 25/50/100% of {horizon:.0f} s:\n")
+    print("| real search | networks trained | 25% | 50% | 100% |\n| --- | --- | --- | --- | --- |")
+    for row in rows:
+        print(f"| {row['search']} | {row['trained']} | {row['hv_25']:.4f} | {row['hv_50']:.4f} | {row['hv_100']:.4f} |")
+    print("\n| strategy | searches | 25%: median (min–max) | 50% | 100% |\n| --- | --- | --- | --- | --- |")
+    for strategy, runs in real.groupby("strategy"):
+        cells = [f"{runs[c].median():.4f} ({runs[c].min():.4f}–{runs[c].max():.4f})" for c in HV_COLUMNS]
+        print(f"| {strategy} | {len(runs)} | {' | '.join(cells)} |")
+    if simulated is None:
         return
-    simulated = pd.DataFrame(json.loads(Path(args.results).read_text()))
-    horizon = float(simulated["horizon"].iloc[0])
     print("| real search | when | its hypervolume | simulator: median (10th–90th percentile) | inside | "
           "simulated seeds below it |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- |")
@@ -657,6 +673,7 @@ def main() -> None:
     val.add_argument("--table", default=str(ROOT / "benchmarks" / "fashion_mnist_grid.csv"))
     val.add_argument("--space", default=str(ROOT / "search_spaces" / "fashion_mnist_grid.yaml"))
     val.add_argument("--results", help="simulate's results at the real searches' workers, horizon and slowdown")
+    val.add_argument("--horizon", type=float, default=400, help="the real searches' seconds (without --results)")
     val.set_defaults(func=_validate)
     rep = commands.add_parser("report", help="the tables (markdown) and a plot of simulate's results")
     rep.add_argument("--results", default=str(ROOT / "benchmarks" / "tabular.json"), help="comma-separated")

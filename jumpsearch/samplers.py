@@ -37,6 +37,7 @@ SAMPLERS: dict[str, type[BaseSampler]] = {
     "gp": optuna.samplers.GPSampler,
     "ehvi": EHVISampler,
 }
+DEFAULT_SAMPLER = "ehvi"  # ahead of the others per second on the tabulated benchmark and in real searches
 EXHAUSTIVE = ("bruteforce",)  # samplers that train every point of a finite space once, then stop the study
 SEED_ONCE = ("qmc",)  # a scrambled sequence must keep one seed; its position lives in the study
 NEEDS_SPACE = ("ehvi",)  # samplers that count candidate points: given a ``SpaceView`` when a search starts

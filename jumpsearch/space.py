@@ -33,7 +33,15 @@ from jumpsearch.counting import count, training_memory
 from jumpsearch.device import memory_budget
 from jumpsearch.ehvi import space_view
 from jumpsearch.errors import ConfigError
-from jumpsearch.samplers import EXHAUSTIVE, NEEDS_SPACE, SAMPLERS, make_sampler, missing_dependency, sampler_options
+from jumpsearch.samplers import (
+    DEFAULT_SAMPLER,
+    EXHAUSTIVE,
+    NEEDS_SPACE,
+    SAMPLERS,
+    make_sampler,
+    missing_dependency,
+    sampler_options,
+)
 from jumpsearch.schedule import Schedule
 
 if TYPE_CHECKING:
@@ -676,8 +684,8 @@ def _sampler(raw: Any, source: str) -> dict[str, Any]:
     declares for it (one that only Python can give, such as a function, cannot be set in a file)."""
     if raw is not None and not isinstance(raw, (str, dict)):
         raise ConfigError(f"{source}: sampler: expected a name or a mapping with name, got {echo(raw)}")
-    options = {"name": raw} if isinstance(raw, str) else dict(raw or {"name": "tpe"})
-    name = options.get("name", "tpe")
+    options = {"name": raw} if isinstance(raw, str) else dict(raw or {"name": DEFAULT_SAMPLER})
+    name = options.get("name", DEFAULT_SAMPLER)
     if not isinstance(name, str) or name not in SAMPLERS:
         raise ConfigError(f"{source}: sampler.name: unknown sampler {echo(name)} (known: {', '.join(SAMPLERS)})")
     declared = inspect.signature(SAMPLERS[name]).parameters
