@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from jumpsearch.device import setup_device
 
@@ -193,6 +194,60 @@ def digits_search(trials: int) -> dict:
     return {"trials": done, "seconds": round(seconds, 1), "trials_per_minute": round(60 * done / seconds, 2)}
 
 
+def stopped_trials(trials: int) -> dict:
+    """Where the seconds of a trial stopped at its first rung go, on the search's own path: the digits
+    space under ``asha`` from epoch 1, one process, SQLite, random sampling (a sampler's proposal is
+    ``scale.py``'s to measure). Per stopped trial: build, compile, first step (the trace), the rest of the
+    epoch's steps, the rung's evaluation, and the rest of its wall time (storage writes, the duplicate
+    check, the rung decision); overhead is wall time over the time inside training steps (the epoch's
+    steps at the steady per-step rate). Also the storage writes per trial: transactions that wrote
+    (Optuna's reads commit too; they are not counted)."""
+    import sqlalchemy
+
+    from jumpsearch.records import is_stopped
+    from jumpsearch.space import read_yaml, space_from_dict
+
+    raw = read_yaml(ROOT / "search_spaces" / "digits.yaml")
+    raw.update(schedule={"name": "asha", "min_epochs": 1}, sampler={"name": "random"})
+    space = space_from_dict(raw, "digits.yaml with asha from epoch 1, random sampling")
+    writing: set[int] = set()  # connections inside a transaction that wrote
+    writes = [0]
+
+    def statement(connection: Any, cursor: Any, text: str, *args: Any) -> None:
+        if text.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            writing.add(id(connection))
+
+    def committed(connection: Any) -> None:
+        if id(connection) in writing:
+            writing.discard(id(connection))
+            writes[0] += 1
+
+    listeners = (("before_cursor_execute", statement), ("commit", committed))
+    for name, listener in listeners:
+        sqlalchemy.event.listen(sqlalchemy.engine.Engine, name, listener)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            study = run_search(space, trials=trials, storage=f"sqlite:///{tmp}/stopped.db")
+    finally:
+        for name, listener in listeners:
+            sqlalchemy.event.remove(sqlalchemy.engine.Engine, name, listener)
+    rows = []
+    for t in study.trials:
+        if not is_stopped(t) or t.user_attrs.get("stopped_at") != 1:
+            continue
+        costs = t.user_attrs["costs"]
+        steps = t.user_attrs["images"] // t.user_attrs["config"]["training"]["batch_size"]
+        wall = (t.datetime_complete - t.datetime_start).total_seconds()
+        in_steps = costs["train"][0] * steps / (steps - 1)  # the first step's share at the steady rate
+        parts = {k: costs[k] for k in ("build", "compile", "first_step")}
+        parts.update(other_steps=costs["train"][0], rung_evaluation=costs["evaluate"][0])
+        parts["search_loop"] = wall - sum(parts.values())  # sampler, storage writes, rung decision
+        rows.append({**parts, "wall": wall, "overhead": wall / in_steps})
+    medians = {k: round(statistics.median(r[k] for r in rows), 4) for k in rows[0]} if rows else {}
+    return {"trials": len(study.trials), "stopped_at_1": len(rows), "median_seconds": medians,
+            "writes_per_trial": round(writes[0] / len(study.trials), 1)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one repetition, 5 search trials")
@@ -242,6 +297,8 @@ def main() -> None:
     print(json.dumps(report["fixed_costs"]), flush=True)
     report["counting"] = counting(repeats)
     print(json.dumps(report["counting"]), flush=True)
+    report["stopped_trials"] = stopped_trials(20)
+    print(json.dumps(report["stopped_trials"]), flush=True)
     report["digits_search"] = digits_search(trials)
     print(json.dumps(report["digits_search"]), flush=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
