@@ -15,8 +15,9 @@ supervisor or worker has long done):
 - **proposal**: a trial's ``ask`` and its sampling with the ``ehvi`` sampler (which fits its model on at
   most 300 trials: the front's, then the latest) and with multi-objective TPE (Optuna's, on every trial);
 - **results**: ``jumpsearch results`` in a fresh process's way: open the storage, load the study, print
-  the front table (the first read of every trial included);
-- **front**: ``records.front`` (the front from values, each trial checked against the stored space).
+  the summary line and the front table (whatever it reads of the trials included);
+- **front**: ``records.front`` (the front from the trials' values, its members checked against the
+  stored space), in a process that has read the study before.
 
 Writes ``benchmarks/scale.json`` and prints a table with the machine.
 """
@@ -93,7 +94,7 @@ def synthetic_trials(space: Any, data: Any, size: int, rng: random.Random) -> li
 def measure(kind: str, size: int, folder: Path) -> dict[str, Any]:
     from jumpsearch.data import load_dataset
     from jumpsearch.progress import Tally
-    from jumpsearch.records import front
+    from jumpsearch.records import front, summary
     from jumpsearch.results import format_table, load_study, pareto_front
     from jumpsearch.space import load_space
     from jumpsearch.study import _Rungs, _twin, create_study
@@ -149,8 +150,10 @@ def measure(kind: str, size: int, folder: Path) -> dict[str, Any]:
 
         row[f"{sampler}_proposal_s"] = round(median_seconds(ask, repeat=3), 3)
 
-    def results() -> None:
-        format_table(pareto_front(load_study(url, name)))
+    def results() -> None:  # what jumpsearch results prints: the summary line and the front
+        fresh = load_study(url, name)
+        summary(fresh)
+        format_table(pareto_front(fresh))
 
     row["results_s"] = round(median_seconds(results, repeat=3), 3)
     print(json.dumps(row), flush=True)

@@ -82,13 +82,34 @@ def _two_figures_up(x: float) -> int:
     return math.ceil(round(x / unit, 9)) * unit
 
 
+def hypervolume(points: list[tuple[int, float]], low: int, high: int) -> float:
+    """The area a front dominates, of (params, accuracy) points, with params on a log scale from 0 at
+    ``low`` to 1 at ``high`` (the reference point: ``high`` params at accuracy 0): the mean, over log
+    params, of the best accuracy within them. 1 is perfect accuracy at ``low`` params; fronts compare
+    only on the same ``low`` and ``high``."""
+    span = math.log(high / low) if high > low else 1.0
+    scaled = sorted((min(max(math.log(max(p, low) / low) / span, 0.0), 1.0), a) for p, a in points)
+    area = best = 0.0
+    for (x, accuracy), (after, _) in zip(scaled, [*scaled[1:], (1.0, 0.0)], strict=False):
+        best = max(best, accuracy)
+        area += (after - x) * best
+    return area
+
+
 def ablation_table(studies: dict[str, optuna.Study], budgets: list[int]) -> pd.DataFrame:
-    """One row per family: trials, front size, best accuracy overall and within each parameter budget,
-    and the training seconds spent (with the device they were spent on)."""
+    """One row per family: trials, front size, the front's hypervolume (``hypervolume``: params from the
+    smallest network any family trained to the largest budget or network, whichever is larger; a network
+    at that end adds no area), best accuracy overall and
+    within each parameter budget, and the training seconds spent (with the device they were spent on)."""
+    done_by = {family: trained(study) for family, study in studies.items()}
+    params = [t.user_attrs["params"] for done in done_by.values() for t in done]
+    low, high = min(params, default=1), max([*params, *budgets], default=1)
     rows = []
     for family, study in studies.items():
-        done = trained(study)
-        row: dict = {"family": family, "trials": len(done), "front": len(front(study))}
+        done = done_by[family]
+        members = front(study)
+        row: dict = {"family": family, "trials": len(done), "front": len(members)}
+        row["hypervolume"] = round(hypervolume([(t.user_attrs["params"], t.values[0]) for t in members], low, high), 4)
         row["best_accuracy"] = max((t.values[0] for t in done), default=float("nan"))
         for budget in budgets:
             within = [t.values[0] for t in done if t.user_attrs["params"] <= budget]
@@ -106,25 +127,38 @@ def fronts(studies: dict[str, optuna.Study]) -> pd.DataFrame:
 
 
 def fronts_figure(table: pd.DataFrame, title: str):  # -> plotly.graph_objects.Figure
-    """Accuracy against params, one stepped front per family, log-scaled params."""
+    """Each family's front, stepped, as accuracy against params (left), and the same networks as points
+    against FLOPs (right), both log-scaled; a family keeps its colour in both panels."""
+    import plotly.colors
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
-    figure = go.Figure()
-    for family, rows in table.groupby("family", sort=False):
-        rows = rows.sort_values("params")
-        figure.add_trace(
-            go.Scatter(
-                x=rows["params"],
-                y=rows["accuracy"],
-                mode="lines+markers",
-                line_shape="hv",
-                name=family,
-                text=[f"trial {t}" for t in rows["trial"]],
-                hovertemplate="%{text}<br>params %{x:,}<br>accuracy %{y:.4f}<extra>" + family + "</extra>",
+    titles = ("against trainable parameters", "against FLOPs (multiply-accumulates)")
+    figure = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04, subplot_titles=titles)
+    colours = plotly.colors.qualitative.Plotly
+    for i, (family, rows) in enumerate(table.groupby("family", sort=False)):
+        for column, (axis, unit) in enumerate((("params", "params"), ("flops", "FLOPs")), start=1):
+            rows = rows.sort_values(axis)
+            figure.add_trace(
+                go.Scatter(
+                    x=rows[axis],
+                    y=rows["accuracy"],
+                    mode="lines+markers" if axis == "params" else "markers",  # a front in params, not in FLOPs
+                    line_shape="hv",
+                    line={"color": colours[i % len(colours)]},
+                    name=family,
+                    legendgroup=family,
+                    showlegend=column == 1,
+                    text=[f"trial {t}" for t in rows["trial"]],
+                    hovertemplate=f"%{{text}}<br>{unit} %{{x:,}}<br>accuracy %{{y:.4f}}<extra>{family}</extra>",
+                ),
+                row=1,
+                col=column,
             )
-        )
-    figure.update_layout(title=title, xaxis_title="trainable parameters", yaxis_title="validation accuracy")
+    figure.update_layout(title=title, yaxis_title="validation accuracy")
     figure.update_xaxes(type="log")
+    figure.update_xaxes(title_text="trainable parameters", row=1, col=1)
+    figure.update_xaxes(title_text="FLOPs", row=1, col=2)
     return figure
 
 

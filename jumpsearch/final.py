@@ -18,7 +18,7 @@ from jumpsearch.config import Candidate, echo
 from jumpsearch.data import Dataset
 from jumpsearch.device import set_seed, setup_device
 from jumpsearch.errors import ConfigError
-from jumpsearch.recipe import Recipe, learning_rate, random_erasing, smoothed_crossentropy
+from jumpsearch.recipe import Recipe, learning_rate, random_erasing, recompute_batch_norm, smoothed_crossentropy
 from jumpsearch.training import evaluate, interruption_callback
 
 AUGMENTED = ("cifar10", "cifar100", "fashion_mnist")  # natural images: crops and flips keep their class
@@ -158,6 +158,8 @@ def train_final(
         shuffle=False,  # the batches shuffle themselves
         verbose=verbose,
     )
+    if recipe.ema_momentum is not None:  # fit ended with the averaged weights: statistics to match them
+        recompute_batch_norm(model, train)
     seconds = time.perf_counter() - start
     model_path = out / "model.keras"
     model.save(model_path)

@@ -15,7 +15,8 @@ as before, by default:
   restarts) or ``constant``; ``warmup_epochs`` of linear warm-up from 0 first (Goyal et al. 2017).
 - ``weight_decay``: replaces the searched recipe's (null: keep it).
 - ``ema_momentum``: keep an exponential moving average of the weights (Polyak averaging) and end with it
-  (null: off); Keras's optimizers do the averaging.
+  (null: off); Keras's optimizers do the averaging, and the batch-normalization statistics are then
+  estimated again for the averaged weights (``recompute_batch_norm``).
 """
 
 from __future__ import annotations
@@ -92,3 +93,37 @@ def random_erasing(probability: float, seed: int = 0) -> Any:
 
     layer = keras.layers.RandomErasing(factor=(probability, probability), value_range=(0, 1), seed=seed)
     return lambda x: keras.ops.convert_to_numpy(layer(x, training=True))
+
+
+def recompute_batch_norm(model: Any, batches: Any, count: int = 100) -> int:
+    """Estimate every BatchNormalization layer's moving mean and variance again, for the weights the
+    model holds now: their mean over ``count`` training batches (``batches[i]`` → (images, labels)),
+    run forward in training mode, with no weight updated. Returns the batches used.
+
+    Averaged weights need this: the statistics Keras kept while training belong to the weights before
+    averaging, and the averaged network scores far below either with them (Izmailov et al. 2018,
+    "Averaging Weights Leads to Wider Optima and Better Generalization", section 3.2; PyTorch's
+    ``swa_utils.update_bn`` does the same)."""
+    import keras
+
+    def walk(layer: Any) -> list[Any]:
+        inner = [x for child in getattr(layer, "layers", []) for x in walk(child)]
+        return inner + ([layer] if isinstance(layer, keras.layers.BatchNormalization) else [])
+
+    norms = walk(model)
+    if not norms:
+        return 0
+    momenta = [layer.momentum for layer in norms]
+    count = min(count, len(batches))
+    for layer in norms:  # from zero, so that statistics gone NaN cannot survive the first batch's weight 0
+        layer.moving_mean.assign(keras.ops.zeros_like(layer.moving_mean))
+        layer.moving_variance.assign(keras.ops.zeros_like(layer.moving_variance))
+    try:
+        for k in range(1, count + 1):
+            for layer in norms:
+                layer.momentum = (k - 1) / k  # a running mean: the first batch replaces, the k-th weighs 1/k
+            model(batches[k - 1][0], training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta, strict=True):
+            layer.momentum = momentum
+    return count

@@ -31,13 +31,15 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from jumpsearch.columns import Row, load, rows
+
 logger = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 0.5  # longer than a read then a write of a study attribute take
 PEELS = 3  # passes of the front over trials outside an edited space before checking every trial
 
 
-def is_duplicate(trial: FrozenTrial) -> bool:
+def is_duplicate(trial: FrozenTrial | Row) -> bool:
     return "duplicate_of" in trial.user_attrs
 
 
@@ -46,7 +48,7 @@ def trained(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not is_duplicate(t)]
 
 
-def is_stopped(trial: FrozenTrial) -> bool:
+def is_stopped(trial: FrozenTrial | Row) -> bool:
     """Stopped early by the schedule (pruned after training, unlike a rejected or duplicate trial)."""
     return trial.state == TrialState.PRUNED and "stopped_at" in trial.user_attrs
 
@@ -56,7 +58,7 @@ def stopped(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if is_stopped(t)]
 
 
-def counts_as_searched(trial: FrozenTrial) -> bool:
+def counts_as_searched(trial: FrozenTrial | Row) -> bool:
     """Trained, to the end or until the schedule stopped it: what a budget of trials counts."""
     return (trial.state == TrialState.COMPLETE and not is_duplicate(trial)) or is_stopped(trial)
 
@@ -70,27 +72,31 @@ def searched(study: optuna.Study) -> int:
 def front(study: optuna.Study) -> list[FrozenTrial]:
     """The Pareto front of the trials trained to the end, each configuration once, among the points of
     the space as the study now stores it: after an edit on resume (a narrower range, another recipe, a
-    lower limit), trials it leaves outside are not ranked beside the new ones."""
-    trials = trained(study)
+    lower limit), trials it leaves outside are not ranked beside the new ones.
+
+    Computed from the trials' values (``columns.rows``: on a relational storage, without loading every
+    trial); only the front's members (and, after an edit, those of the few fronts peeled off before it)
+    are loaded whole."""
+    candidates = [r for r in rows(study, ("duplicate_of",)) if r.state == TrialState.COMPLETE and not is_duplicate(r)]
     signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
     space = stored_space_of(study)
-    if space is None:
-        return _nondominated(trials, signs)
     # The front of every trial, less its trials outside the space, again, until a front holds none: then
     # every outsider left is dominated by one of its insiders (dominance is transitive), so it is the
     # insiders' front. A few passes usually settle it; past PEELS (a much narrower space), every trial
     # is held to the space once.
     for _ in range(PEELS):
-        candidates = _nondominated(trials, signs)
-        gone = {t.number for t in candidates if space.outside(t) is not None}
+        members = load(study, _nondominated(candidates, signs))
+        gone = {t.number for t in members if space is not None and space.outside(t) is not None}
         if not gone:
-            return candidates
-        trials = [t for t in trials if t.number not in gone]
-    return _nondominated([t for t in trials if space.outside(t) is None], signs)
+            return members
+        candidates = [r for r in candidates if r.number not in gone]
+    left = {r.number for r in candidates}  # one read of every trial, then each held to the space
+    inside = [t for t in study.get_trials(deepcopy=False) if t.number in left and space.outside(t) is None]
+    return _nondominated(inside, signs)
 
 
-def _nondominated(trials: list[FrozenTrial], signs: np.ndarray) -> list[FrozenTrial]:
-    """The trials no other one dominates (``signs``: -1 for an objective to maximize, 1 to minimize)."""
+def _nondominated(trials: list[Any], signs: np.ndarray) -> list[Any]:
+    """The trials (or rows) no other one dominates (``signs``: -1 for an objective to maximize, 1 to minimize)."""
     from jumpsearch.schedule import nondominated
 
     if not trials:
@@ -136,7 +142,10 @@ def spent_training(trial: FrozenTrial) -> bool:
 
 def spent(study: optuna.Study) -> dict[str, float]:
     """The compute a study used: epochs, images and seconds of training over all its trials."""
-    trials = study.get_trials(deepcopy=False)
+    return _spent(study.get_trials(deepcopy=False))
+
+
+def _spent(trials: list[Any]) -> dict[str, float]:
     return {
         "epochs": sum(t.user_attrs.get("epochs", 0) for t in trials),
         "images": sum(t.user_attrs.get("images", 0) for t in trials),
@@ -146,14 +155,15 @@ def spent(study: optuna.Study) -> dict[str, float]:
 
 def summary(study: optuna.Study) -> str:
     """One line: configurations trained, how many the schedule stopped, how many sampled points repeated
-    a trained one, and the compute they used."""
-    halted, used = len(stopped(study)), spent(study)
+    a trained one, and the compute they used (from five attributes of each trial, not whole trials)."""
+    everything = rows(study, ("duplicate_of", "stopped_at", "epochs", "images", "train_seconds"))
+    halted, used = sum(map(is_stopped, everything)), _spent(everything)
     early = f" ({halted} stopped early by the schedule)" if halted else ""
-    repeats = sum(is_duplicate(t) for t in study.get_trials(deepcopy=False))
+    repeats = sum(map(is_duplicate, everything))
     again = f"; {repeats} sampled points repeated a trained configuration (not trained again)" if repeats else ""
     return (
-        f"{searched(study)} trained trials{early}{again}; {used['epochs']:,} epochs, {used['images']:,} images, "
-        f"{used['seconds']:,.0f} s of training"
+        f"{sum(map(counts_as_searched, everything))} trained trials{early}{again}; {used['epochs']:,} epochs, "
+        f"{used['images']:,} images, {used['seconds']:,.0f} s of training"
     )
 
 

@@ -191,12 +191,13 @@ def write_report(study: optuna.Study, path: str | Path) -> Path:
     table = pareto_front(study)
     table_html = "<p>No completed trial yet.</p>" if table.empty else table.to_html(index=False, border=0)
     space = yaml.safe_dump(study.user_attrs.get("space", {}), sort_keys=False)
+    everything = len(study.get_trials(deepcopy=False))
     document = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>jumpsearch report: {html.escape(study.study_name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}}
 td,th{{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}}</style></head>
 <body><h1>jumpsearch report: {html.escape(study.study_name)}</h1>
-<p>{html.escape(summary(study))}; {len(study.trials)} trials in all, {len(front(study))} on the Pareto front.
+<p>{html.escape(summary(study))}; {everything} trials in all, {len(front(study))} on the Pareto front.
 Accuracy is validation accuracy;
 params are trainable weights; FLOPs are multiply-accumulates of one forward pass.</p>
 <h2>The front</h2>{table_html}

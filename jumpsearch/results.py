@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial
 
+from jumpsearch.columns import by_number
 from jumpsearch.config import Candidate, DataConfig, ModelConfig, TrainingConfig
 from jumpsearch.errors import JumpsearchError
 from jumpsearch.recipe import Recipe
@@ -63,7 +64,7 @@ def pareto_front(study: optuna.Study, trials: list[int] | None = None) -> pd.Dat
 
     require_jumpsearch_study(study)
     confirmed = confirmed_accuracy(study)
-    chosen = front_trials(study) if trials is None else [study.trials[n] for n in trials]
+    chosen = front_trials(study) if trials is None else by_number(study, trials)
     rows = []
     for trial in chosen:
         config = trial.user_attrs.get("config", {})
@@ -227,8 +228,9 @@ def _confirmed_front(study: optuna.Study) -> list[Best]:
     confirmed = confirmed_accuracy(study)
     if not confirmed:
         raise JumpsearchError(f"study {study.study_name!r}: nothing confirmed yet; run jumpsearch confirm first")
-    kept = non_dominated(confirmed, {n: study.trials[n].user_attrs["params"] for n in confirmed})
-    return [_best(study.trials[n], confirmed[n]) for n in sorted(kept)]
+    trials = {t.number: t for t in by_number(study, sorted(confirmed))}
+    kept = non_dominated(confirmed, {n: t.user_attrs["params"] for n, t in trials.items()})
+    return [_best(trials[n], confirmed[n]) for n in sorted(kept)]
 
 
 def searched_data(study: optuna.Study, data_dir: str | Path | None = None) -> dict[str, Any] | None:

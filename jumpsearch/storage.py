@@ -23,6 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from jumpsearch.columns import rows
 from jumpsearch.config import echo
 from jumpsearch.errors import JumpsearchError
 
@@ -123,7 +124,7 @@ def require_jumpsearch_study(study: optuna.Study, url: str | None = None) -> Non
     jumpsearch process is creating it at this moment, or someone made it to enqueue points to try first."""
     # Trials first: a jumpsearch process stores the space before any trial runs, so read in this order a
     # study whose first trial already runs shows its space (read the other way round, it may not yet).
-    ran = study.get_trials(deepcopy=False, states=[s for s in TrialState if s != TrialState.WAITING])
+    ran = any(row.state != TrialState.WAITING for row in rows(study))
     attrs = study.user_attrs
     if "space" in attrs or (not attrs and not ran):
         return

@@ -120,3 +120,23 @@ def test_an_export_carries_the_recipe_and_train_trains_with_the_file_s(tmp_path,
     path.write_text(yaml.safe_dump(document))
     assert main(["train", str(path), "--epochs", "1", "--out", str(tmp_path / "run2")]) == 2
     assert "recipe.label_smoothing: must lie in [0, 1), got 2" in capsys.readouterr().err
+
+
+def test_averaged_weights_get_batch_norm_statistics_of_their_own():
+    """The moving statistics become the mean, over the batches, of each batch's mean and variance."""
+    from jumpsearch.recipe import recompute_batch_norm
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.9)(keras.layers.Dense(2)(inputs)))
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(k, 1 + k, size=(16, 3)).astype("float32"), None) for k in range(4)]
+    norm = model.layers[-1]
+    assert recompute_batch_norm(model, batches, count=3) == 3  # the first three batches only
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in model.layers[1].weights)
+    outputs = [x @ kernel + bias for x, _ in batches[:3]]
+    assert keras.ops.convert_to_numpy(norm.moving_mean) == pytest.approx(
+        np.mean([o.mean(axis=0) for o in outputs], axis=0), rel=1e-4)  # fmt: skip
+    assert keras.ops.convert_to_numpy(norm.moving_variance) == pytest.approx(
+        np.mean([o.var(axis=0) for o in outputs], axis=0), rel=1e-4)  # fmt: skip
+    assert norm.momentum == 0.9  # as it was
+    assert [keras.ops.convert_to_numpy(w) for w in model.layers[1].weights][0] == pytest.approx(kernel)

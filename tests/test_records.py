@@ -64,3 +64,49 @@ def test_a_storage_without_transactions_of_several_attributes_records_the_same(t
     (trial,) = run_search(space, trials=1, storage=journal, train=stand_in).trials
     assert RECORDED <= set(trial.user_attrs)
     assert trial.user_attrs["accuracy"] == 0.54
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_column_read_gives_what_whole_trials_hold(kind, tmp_path):
+    """Relational storages answer with two queries, others by loading trials: the same rows either way."""
+    from optuna.trial import TrialState
+
+    from jumpsearch.columns import _rdb_rows, by_number, rows
+
+    if kind == "sqlite":
+        storage = f"sqlite:///{tmp_path}/c.db"
+    else:
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "c.log")))
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    distributions = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for state, values, attrs in [
+        (TrialState.COMPLETE, [0.9, 1200.0], {"epochs": 4, "curve": {"1": 0.5}}),
+        (TrialState.COMPLETE, [0.9, 1200.0], {"epochs": 0, "duplicate_of": 0}),
+        (TrialState.PRUNED, None, {"epochs": 1, "stopped_at": 1}),
+        (TrialState.FAIL, None, {"fail_reason": "boom"}),
+        (TrialState.COMPLETE, [float("-inf"), float("inf")], {}),
+    ]:
+        study.add_trial(optuna.trial.create_trial(state=state, values=values, params={"x": 0.5},
+                                                  distributions=distributions, user_attrs=attrs))  # fmt: skip
+    keys = ("epochs", "duplicate_of", "stopped_at")
+    if kind == "sqlite":  # the two queries answered (no fallback to loading trials), as a fresh process reads
+        assert _rdb_rows(optuna.load_study(study_name=study.study_name, storage=storage), keys) is not None
+    read = rows(study, keys)
+    assert [(r.number, r.state, r.values) for r in read] == [
+        (0, TrialState.COMPLETE, (0.9, 1200.0)),
+        (1, TrialState.COMPLETE, (0.9, 1200.0)),
+        (2, TrialState.PRUNED, None),
+        (3, TrialState.FAIL, None),
+        (4, TrialState.COMPLETE, (float("-inf"), float("inf"))),
+    ]
+    assert [r.user_attrs for r in read] == [
+        {"epochs": 4},
+        {"epochs": 0, "duplicate_of": 0},
+        {"epochs": 1, "stopped_at": 1},
+        {},
+        {},
+    ]
+    assert [t.user_attrs.get("curve") for t in by_number(study, [4, 0])] == [None, {"1": 0.5}]
+    for missing in (5, -1):
+        with pytest.raises(IndexError, match=f"has no trial {missing}"):
+            by_number(study, [missing])

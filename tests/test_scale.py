@@ -5,6 +5,7 @@ looks into, which is what keeps their cost flat as the study grows."""
 
 import random
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
@@ -12,7 +13,9 @@ from optuna.trial import TrialState, create_trial
 
 from conftest import ROOT
 from jumpsearch.progress import Tally
-from jumpsearch.records import front
+from jumpsearch.records import counts_as_searched, front, summary
+from jumpsearch.results import load_study, pareto_front
+from jumpsearch.schedule import nondominated
 from jumpsearch.space import load_space
 from jumpsearch.study import _Rungs, _twin, create_study
 
@@ -74,3 +77,24 @@ def test_reads_after_the_first_take_only_the_trials_that_changed(large, monkeypa
     rungs = _Rungs(trial, "absent", space, {"params": 10_000, "flops": 400_000})
     rungs(1, 0.7)
     assert max(returned) <= 1  # only the running trial, each time: the finished ones are cached
+
+
+def test_results_in_a_fresh_process_read_values_and_load_only_the_front(large, monkeypatch):
+    _, url = large
+    everything = optuna.load_study(study_name="large", storage=url).get_trials(deepcopy=False)
+    complete = [t for t in everything if t.state == TrialState.COMPLETE]
+    keep = nondominated(np.array([[-t.values[0], t.values[1]] for t in complete]))
+    expected = {t.number for t, kept in zip(complete, keep, strict=True) if kept}
+
+    study = load_study(url, "large")  # what jumpsearch results opens
+    backend = study._storage._backend
+    bulk, single = [], []
+    fetch, one = backend._get_trials, backend.get_trial
+    monkeypatch.setattr(backend, "_get_trials", lambda *a, **k: bulk.append(len(r := fetch(*a, **k))) or r)
+    monkeypatch.setattr(backend, "get_trial", lambda trial_id: single.append(trial_id) or one(trial_id))
+    table = pareto_front(study)
+    line = summary(study)
+    assert set(table["trial"]) == expected and 1 < len(expected) < 50
+    assert bulk == [] and len(single) == len(expected)  # no trial but the front's was loaded
+    epochs = sum(t.user_attrs.get("epochs", 0) for t in everything)
+    assert line.startswith(f"{sum(map(counts_as_searched, everything))} trained trials; {epochs:,} epochs")

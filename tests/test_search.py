@@ -214,10 +214,12 @@ def test_ablate_runs_each_family_and_writes_the_comparison(tmp_path, monkeypatch
 
     table = pd.read_csv(tmp_path / "report" / "abl-ablation.csv")
     assert list(table["family"]) == ["jumpnet", "sparsenet"] and list(table["trials"]) == [1, 1]
+    assert all(0 < hv < 1 for hv in table["hypervolume"])
     fronts = pd.read_csv(tmp_path / "report" / "abl-ablation-fronts.csv")
     assert set(fronts["family"]) == {"jumpnet", "sparsenet"}
     html = (tmp_path / "report" / "abl-ablation.html").read_text()
     assert "plotly" in html and '"name":"sparsenet"' in html.replace(" ", "")
+    assert "against trainable parameters" in html and "against FLOPs" in html  # both panels
     names = optuna.get_all_study_names(f"sqlite:///{tmp_path}/studies/abl.db")
     assert sorted(names) == ["abl-jumpnet", "abl-sparsenet"]
     # Every family's own metaparameters are columns of the fronts: which SparseNet, which JumpNet.
@@ -293,3 +295,13 @@ def test_the_ablations_largest_budget_holds_every_model():
     budgets = default_budgets({"jumpnet": study})
     assert budgets == sorted(budgets) and len(budgets) == 4
     assert budgets[-1] == 33_000 and budgets[0] >= 1_234
+
+
+def test_an_ablation_front_s_hypervolume_is_the_mean_best_accuracy_over_log_params():
+    from jumpsearch.ablation import hypervolume
+
+    # params 10 .. 1000 on a log scale: 10 -> 0, 100 -> 0.5, 1000 -> 1
+    assert hypervolume([(10, 0.5), (100, 0.8)], 10, 1000) == pytest.approx(0.5 * 0.5 + 0.5 * 0.8)
+    assert hypervolume([(100, 0.8), (10, 0.5), (50, 0.4)], 10, 1000) == pytest.approx(0.65)  # dominated: no area
+    assert hypervolume([(100, 0.8)], 10, 1000) == pytest.approx(0.4)  # nothing below 100 params
+    assert hypervolume([], 10, 1000) == 0.0

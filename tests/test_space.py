@@ -12,10 +12,12 @@ from jumpsearch.space import load_space, parse_count
 
 
 def test_shipped_spaces_load_and_cifar_contains_the_seed_example():
-    for name in ("digits", "cifar", "fashion_mnist", "ablation"):
+    for name in ("digits", "cifar", "fashion_mnist", "ablation", "ablation_fashion"):
         assert load_space(ROOT / "search_spaces" / f"{name}.yaml").name.startswith(name)
-    fashion = load_space(ROOT / "search_spaces" / "fashion_mnist.yaml")
-    fashion.check((28, 28, 1), 10)  # its groups fit 28x28 images behind its stride-2 stem, within its budgets
+    for name in ("fashion_mnist", "ablation_fashion"):  # their groups fit 28x28 images, within their budgets
+        fashion = load_space(ROOT / "search_spaces" / f"{name}.yaml")
+        fashion.check((28, 28, 1), 10)
+    assert set(fashion.families) == {"jumpnet", "resnet_v2", "densenet_bc", "sparsenet"}
     space = load_space(ROOT / "search_spaces" / "cifar.yaml")
     seed = canonical_config("jumpnet_seed_cifar")
     fixed = {
