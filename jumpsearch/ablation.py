@@ -99,8 +99,8 @@ def hypervolume(points: list[tuple[int, float]], low: int, high: int) -> float:
 def ablation_table(studies: dict[str, optuna.Study], budgets: list[int]) -> pd.DataFrame:
     """One row per family: trials, front size, the front's hypervolume (``hypervolume``: params from the
     smallest network any family trained to the largest budget or network, whichever is larger; a network
-    at that end adds no area), best accuracy overall and
-    within each parameter budget, and the training seconds spent (with the device they were spent on)."""
+    at that end adds no area), best accuracy overall and within each parameter budget, and the training
+    seconds spent (with the device they were spent on)."""
     done_by = {family: trained(study) for family, study in studies.items()}
     params = [t.user_attrs["params"] for done in done_by.values() for t in done]
     low, high = min(params, default=1), max([*params, *budgets], default=1)
