@@ -67,6 +67,12 @@ for budget in 25k 100k; do
     cp models/fashion-best-$budget/metrics.json $out/trained-best-$budget.json  # the weights stay in models/
 done
 
+stamp "4b. the pick under 100K again: crop + flip on (20 epochs chose it on validation), weight averaging, 40 epochs"
+sed -e 's/augment: .off./augment: '"'"'on'"'"'/' -e 's/ema_momentum: null/ema_momentum: 0.999/' $out/best-100k.yaml \
+    > $out/best-100k-long.yaml
+$js train $out/best-100k-long.yaml --epochs 40 --out models/fashion-best-100k-long --data-dir "$data"
+cp models/fashion-best-100k-long/metrics.json $out/trained-best-100k-long.json
+
 stamp "5. confirm each family's front: 9 epochs of 60 batches (3x the search's), one seed"
 for family in "${families[@]}"; do
     $js confirm --storage $storage --study-name "ablation_fashion-$family" --epochs 9 --seeds 1 --others 0 \

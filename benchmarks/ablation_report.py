@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import yaml
 
 from jumpsearch.ablation import fronts, fronts_figure, hypervolume
 from jumpsearch.confirm import stored_confirmation
@@ -49,6 +50,31 @@ def confirmed_means(study: optuna.Study) -> tuple[dict[int, float], float | None
         return {}, None
     means = zip(confirmation.table["trial"], confirmation.table["mean"], strict=True)
     return {int(t): float(m) for t, m in means if pd.notna(m)}, confirmation.kendall_tau
+
+
+def family_budgets(folder: Path) -> pd.DataFrame:
+    """One row per family and budget from ``ablation_families.sh``'s metrics files: mean validation and
+    test accuracy over the seeds, the test figure's standard error (binomial, 10,000 images: the mean's
+    is this over √seeds) and the seeds' range."""
+    runs = []
+    for path in sorted(folder.glob("*-seed*.json")):
+        family_budget, _, seed = path.stem.rpartition("-seed")
+        family, _, budget = family_budget.rpartition("-")
+        m = json.loads(path.read_text())
+        exported = yaml.safe_load((folder / f"{family_budget}.yaml").read_text())["candidates"][0]
+        runs.append({"family": family, "budget": budget, "seed": int(seed), "params": exported["params"],
+                     "epochs": m["epochs"], "val": m["val_accuracy"], "test": m["test_accuracy"],
+                     "minutes": m["train_seconds"] / 60})  # fmt: skip
+    if not runs:
+        return pd.DataFrame()
+    grouped = pd.DataFrame(runs).groupby(["budget", "family", "params", "epochs"], sort=False)
+    table = grouped.agg(seeds=("seed", "count"), val=("val", "mean"), test=("test", "mean"), low=("test", "min"),
+                        high=("test", "max"), minutes=("minutes", "sum")).reset_index()  # fmt: skip
+    table["standard error"] = (table["test"] * (1 - table["test"]) / 10_000) ** 0.5
+    table["test range"] = [f"{a:.4f}–{b:.4f}" for a, b in zip(table["low"], table["high"], strict=True)]
+    table["minutes"] = table["minutes"].round(1).astype(str)
+    order = table["budget"].str.rstrip("k").astype(int) * 10 + table["family"].map(FAMILIES.index)
+    return table.iloc[order.argsort()].drop(columns=["low", "high"])
 
 
 def main() -> None:
@@ -105,6 +131,9 @@ def main() -> None:
         print(f"| {metrics.stem} | {m['candidate']['model']['family']} | val {m['val_accuracy']:.4f} | "
               f"test {m['test_accuracy']:.4f} | {m['epochs']} epochs | {m['train_seconds'] / 60:.1f} min | "
               f"{json.dumps({k: v for k, v in m['recipe'].items()})} |")  # fmt: skip
+
+    print("\n## Each family's best network under each budget (ranked by confirm), seeds\n")
+    print(markdown(family_budgets(ROOT / "benchmarks" / "ablation_fashion" / "families")))
 
     figure = fronts_figure(table, "Fashion-MNIST: each family's Pareto front (validation accuracy, 10 trials each)")
     figure.update_layout(width=1100, height=480)

@@ -11,7 +11,8 @@ supervisor or worker has long done):
 - **refresh**: the supervisor's progress bar after another process added one trained trial (trials
   trained, epochs spent, the front); it runs twice a second, so its cost over 0.5 s is the share of a
   core the supervisor uses;
-- **duplicate check** and **rung decision**: what a worker does before training a point and at each rung;
+- **duplicate check** and **rung decision**: what a worker does before training a point and at each rung
+  (the rung decision of a worker that has decided at that rung before: its first reads every trial);
 - **proposal**: a trial's ``ask`` and its sampling with the ``ehvi`` sampler (which fits its model on at
   most 300 trials: the front's, then the latest) and with multi-objective TPE (Optuna's, on every trial);
 - **results**: ``jumpsearch results`` in a fresh process's way: open the storage, load the study, print
@@ -92,6 +93,7 @@ def synthetic_trials(space: Any, data: Any, size: int, rng: random.Random) -> li
 
 
 def measure(kind: str, size: int, folder: Path) -> dict[str, Any]:
+    from jumpsearch.columns import snapshot
     from jumpsearch.data import load_dataset
     from jumpsearch.progress import Tally
     from jumpsearch.records import front, summary
@@ -150,10 +152,11 @@ def measure(kind: str, size: int, folder: Path) -> dict[str, Any]:
 
         row[f"{sampler}_proposal_s"] = round(median_seconds(ask, repeat=3), 3)
 
-    def results() -> None:  # what jumpsearch results prints: the summary line and the front
+    def results() -> None:  # what jumpsearch results prints: the summary line and the front, from one read
         fresh = load_study(url, name)
-        summary(fresh)
-        format_table(pareto_front(fresh))
+        with snapshot():
+            summary(fresh)
+            format_table(pareto_front(fresh))
 
     row["results_s"] = round(median_seconds(results, repeat=3), 3)
     print(json.dumps(row), flush=True)

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from jumpsearch.config import echo
 from jumpsearch.errors import JumpsearchError, handle_signals, interruption
@@ -169,11 +169,11 @@ def _study_of(args: argparse.Namespace):  # -> optuna.Study
     return load_study(storage, name)
 
 
-def _picked(args: argparse.Namespace):  # -> list[Best]
+def _picked(args: argparse.Namespace, study: Any):  # (argparse's, optuna.Study) -> list[Best]
     from jumpsearch.results import best_configs
 
     return best_configs(
-        _study_of(args),
+        study,
         k=args.k,
         max_params=args.max_params,
         max_flops=args.max_flops,
@@ -183,6 +183,7 @@ def _picked(args: argparse.Namespace):  # -> list[Best]
 
 
 def _results(args: argparse.Namespace) -> int:
+    from jumpsearch.columns import snapshot
     from jumpsearch.records import summary
     from jumpsearch.results import format_table, pareto_front, trials_table
 
@@ -202,8 +203,10 @@ def _results(args: argparse.Namespace) -> int:
                 raise JumpsearchError("--parquet needs pyarrow: pip install 'jumpsearch[parquet]'") from None
             print(f"wrote {args.parquet} ({len(table)} trials)")
         return 0
-    front = pareto_front(study, [b.trial for b in _picked(args)])
-    print(f"study {study.study_name!r}: {summary(study)}", file=sys.stderr)
+    with snapshot():  # the trials read once, for the summary and the front
+        line = summary(study)
+        front = pareto_front(study, [b.trial for b in _picked(args, study)])
+    print(f"study {study.study_name!r}: {line}", file=sys.stderr)
     print(format_table(front))
     return 0
 
@@ -211,10 +214,11 @@ def _results(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from jumpsearch.results import export_configs, searched_data
 
-    picked = _picked(args)
+    study = _study_of(args)
+    picked = _picked(args, study)
     if not picked:
         raise JumpsearchError("export: no front trial matches (none completed, or none within the budget)")
-    data = searched_data(_study_of(args), args.data_dir)
+    data = searched_data(study, args.data_dir)
     path = export_configs(picked, args.out, data)
     print(f"wrote {len(picked)} configurations to {path}")
     return 0

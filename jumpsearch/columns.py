@@ -10,9 +10,11 @@ no selective read: their trials are loaded once, as Optuna loads them.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Row:
-    """One trial as a column read sees it: ``user_attrs`` holds only the attributes asked for (so that the
+    """One trial as a column read sees it: ``user_attrs`` holds the attributes asked for (so that the
     predicates of ``records``, ``is_duplicate`` and ``is_stopped``, read rows as they read trials)."""
 
     number: int
@@ -34,11 +36,40 @@ class Row:
     user_attrs: dict[str, Any] = field(default_factory=dict)
 
 
+_SNAPSHOTS: contextvars.ContextVar[dict[int, tuple[frozenset[str], list[Row]]] | None] = contextvars.ContextVar(
+    "jumpsearch_snapshots", default=None
+)
+
+
+@contextlib.contextmanager
+def snapshot() -> Iterator[None]:
+    """Within the block, ``rows`` reads each study once: a later call whose keys the first read held
+    reuses it (so a command that prints a summary and a front reads the trials once; read the summary's
+    keys first). Outside, every call reads afresh, as a progress bar that refreshes must."""
+    token = _SNAPSHOTS.set({})
+    try:
+        yield
+    finally:
+        _SNAPSHOTS.reset(token)
+
+
 def rows(study: optuna.Study, keys: Iterable[str] = ()) -> list[Row]:
     """Every trial of the study, by number: its state, values and the user attributes ``keys``. From
     two queries where the storage is relational and this process has not read the study's trials yet;
-    else from the trials as Optuna holds them (a warm cache reads only what changed)."""
+    else from the trials as Optuna holds them (a warm cache reads only what changed). Inside
+    ``snapshot()``, from that block's earlier read when it held ``keys``."""
     keys = tuple(keys)
+    held = _SNAPSHOTS.get()
+    earlier = held.get(study._study_id) if held is not None else None
+    if earlier is not None and earlier[0].issuperset(keys):
+        return list(earlier[1])
+    read = _read(study, keys)
+    if held is not None:
+        held[study._study_id] = (frozenset(keys), read)
+    return read
+
+
+def _read(study: optuna.Study, keys: tuple[str, ...]) -> list[Row]:
     selected = None if _cached(study) else _rdb_rows(study, keys)
     if selected is not None:
         return selected
@@ -61,12 +92,19 @@ def load(study: optuna.Study, chosen: Sequence[Row]) -> list[FrozenTrial]:
 
 
 def by_number(study: optuna.Study, numbers: Sequence[int]) -> list[FrozenTrial]:
-    """The whole trials numbered ``numbers``, in that order (IndexError names one the study lacks)."""
-    found = {r.number: r for r in rows(study)}
-    missing = [n for n in numbers if n not in found]
-    if missing:
-        raise IndexError(f"study {study.study_name!r} has no trial {missing[0]}")
-    return load(study, [found[n] for n in numbers])
+    """The whole trials numbered ``numbers``, in that order (IndexError names one the study lacks); one
+    look-up each, whatever the study's size."""
+    storage = study._storage
+    found = []
+    for number in numbers:
+        try:
+            if number < 0:  # a journal would index its list from the end
+                raise KeyError(number)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+        except KeyError:
+            raise IndexError(f"study {study.study_name!r} has no trial {number}") from None
+        found.append(storage.get_trial(trial_id))
+    return found
 
 
 def _cached(study: optuna.Study) -> bool:

@@ -171,9 +171,8 @@ def continues(
         if direction == "maximize":
             points[:, column] = -points[:, column]
     ranks = nondominated_ranks(points)
-    crowding = np.zeros(len(points))
-    for rank in np.unique(ranks):
-        members = ranks == rank
-        crowding[members] = crowding_distances(points[members])
-    ahead = (ranks < ranks[0]) | ((ranks == ranks[0]) & (crowding > crowding[0]))
-    return int(ahead.sum()) < max(1, len(points) // reduction_factor)
+    # Every earlier front is ahead and every later one behind: crowding matters only in the newcomer's.
+    mine = ranks == ranks[0]
+    crowding = crowding_distances(points[mine])  # the newcomer is its front's first row
+    ahead = int((ranks < ranks[0]).sum()) + int((crowding > crowding[0]).sum())
+    return ahead < max(1, len(points) // reduction_factor)

@@ -122,8 +122,10 @@ def require_jumpsearch_study(study: optuna.Study, url: str | None = None) -> Non
     none of what jumpsearch reads, and jumpsearch must not write its space into it. A jumpsearch study
     stores its space. A study with no attribute and no trial that ran is taken as jumpsearch's: another
     jumpsearch process is creating it at this moment, or someone made it to enqueue points to try first."""
-    # Trials first: a jumpsearch process stores the space before any trial runs, so read in this order a
-    # study whose first trial already runs shows its space (read the other way round, it may not yet).
+    if "space" in study.user_attrs:  # the usual case, read without the trials
+        return
+    # Trials, then the attributes again: a jumpsearch process stores the space before any trial runs, so
+    # read in this order a study whose first trial already runs shows its space by the second read.
     ran = any(row.state != TrialState.WAITING for row in rows(study))
     attrs = study.user_attrs
     if "space" in attrs or (not attrs and not ran):

@@ -8,10 +8,11 @@ import math
 import os
 import socket
 import statistics
+import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,6 +90,7 @@ class Objective:
     train: Callable[..., Any] | None = None
     on_epoch: Callable[[int, int, int], None] | None = None
     budget: int | None = None  # trained trials the study should hold: a trial past it does not train
+    rung_records: RungRecords = field(default_factory=lambda: RungRecords(), repr=False)
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         try:
@@ -140,7 +142,8 @@ class Objective:
 
         values = {"params": counts.trainable, "flops": counts.macs}
         rungs = self.space.schedule.rungs(epochs)
-        schedule = {"rungs": rungs, "on_rung": _Rungs(trial, key, self.space, values)} if rungs else {}
+        on_rung = _Rungs(trial, key, self.space, values, records=self.rung_records)
+        schedule = {"rungs": rungs, "on_rung": on_rung} if rungs else {}
         results = []
         curve: dict[str, float | None] = {}  # epoch → validation accuracy; with repeats, epochs count on
         for repeat in range(repeats):  # repeats and a schedule do not combine (checked with the space)
@@ -198,6 +201,7 @@ class _Rungs:
     space: SearchSpace
     counts: dict[str, float]
     recorded: dict[str, float] = field(default_factory=dict)
+    records: RungRecords = field(default_factory=lambda: RungRecords())
 
     def __call__(self, epoch: int, accuracy: float) -> bool:
         check_interrupted()
@@ -206,20 +210,55 @@ class _Rungs:
         self.trial.set_user_attr("rungs", dict(self.recorded))  # before reading: racing trials see each other
         objectives = self.space.objectives
         mine = [accuracy if o == "accuracy" else self.counts[o] for o in objectives]
-        others = {  # one record per configuration: a worker's killed trial and its retry count once
-            t.user_attrs.get("key", t.number): [
-                t.user_attrs["rungs"][rung] if o == "accuracy" else t.user_attrs[o] for o in objectives
-            ]
-            for t in self.trial.study.get_trials(deepcopy=False)
-            if t.number != self.trial.number
-            and rung in t.user_attrs.get("rungs", {})
-            and t.user_attrs.get("key") != self.key
-        }
-        go = continues(mine, list(others.values()), self.space.directions, self.space.schedule.reduction_factor,
-                       objectives)  # fmt: skip
+        others = self.records.others(self.trial, self.key, rung, objectives)
+        go = continues(mine, others, self.space.directions, self.space.schedule.reduction_factor, objectives)
         logger.debug("trial %d at epoch %d: accuracy %.4f, %s (%d others at this rung)", self.trial.number, epoch,
                      accuracy, "goes on" if go else "stops", len(others))  # fmt: skip
         return go
+
+
+@dataclass
+class RungRecords:
+    """What a worker's trials read of the others at each rung. A finished trial never changes, so what it
+    recorded at a rung is read once per worker (``settled``: rung → trial numbers read, and configuration
+    key → (trial number, values)); each decision reads again only the trials that were still running:
+    at 10,000 trials a rung decision costs a pass over the trial list, not over their attributes."""
+
+    settled: dict[str, tuple[set[int], dict[Any, tuple[int, list[float]]]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # optimize(n_jobs > 1) shares it
+
+    def others(self, trial: optuna.Trial, key: str, rung: str, objectives: Sequence[str]) -> list[list[float]]:
+        """The values at ``rung`` of every configuration but ``key``: one record per configuration (a
+        worker's killed trial and its retry count once, with the later one's figures)."""
+        with self.lock:
+            return self._others(trial, key, rung, objectives)
+
+    def _others(self, trial: optuna.Trial, key: str, rung: str, objectives: Sequence[str]) -> list[list[float]]:
+        seen, settled = self.settled.setdefault(rung, (set(), {}))
+        fresh: dict[Any, tuple[int, list[float]]] = {}
+        for t in trial.study.get_trials(deepcopy=False):
+            number = t.number
+            if number in seen or number == trial.number:
+                continue
+            finished = t.state.is_finished()
+            if finished:
+                seen.add(number)
+            attrs = t.user_attrs
+            if rung not in attrs.get("rungs", {}):
+                continue
+            values = [attrs["rungs"][rung] if o == "accuracy" else attrs[o] for o in objectives]
+            _keep_later(settled if finished else fresh, attrs.get("key", number), number, values)
+        others = dict(settled)
+        for other, (number, values) in fresh.items():
+            _keep_later(others, other, number, values)
+        others.pop(key, None)
+        return [values for _, values in others.values()]
+
+
+def _keep_later(into: dict[Any, tuple[int, list[float]]], key: Any, number: int, values: list[float]) -> None:
+    held = into.get(key)
+    if held is None or held[0] < number:
+        into[key] = (number, values)
 
 
 def _within_budget(trial: optuna.Trial, budget: int) -> None:

@@ -110,3 +110,25 @@ def test_a_column_read_gives_what_whole_trials_hold(kind, tmp_path):
     for missing in (5, -1):
         with pytest.raises(IndexError, match=f"has no trial {missing}"):
             by_number(study, [missing])
+
+
+def test_results_reads_the_trials_once_and_loads_only_what_it_prints(tmp_path, monkeypatch, capsys):
+    """`jumpsearch results` in a fresh process: one column read for the summary and the front, and whole
+    trials only for the front's members (the study check reads the study's attributes, not its trials)."""
+    from jumpsearch import columns
+    from jumpsearch.cli import main
+
+    storage = f"sqlite:///{tmp_path}/r.db"
+    space = space_from_dict(yaml.safe_load(SPACE))
+    run_search(space, trials=3, storage=storage, train=stand_in)
+    reads, loaded = [], []
+    real_rows, real_get = columns._rdb_rows, optuna.storages.RDBStorage.get_trial
+    monkeypatch.setattr(columns, "_rdb_rows", lambda study, keys: reads.append(keys) or real_rows(study, keys))
+    monkeypatch.setattr(optuna.storages.RDBStorage, "get_trial",
+                        lambda self, trial_id: loaded.append(trial_id) or real_get(self, trial_id))  # fmt: skip
+    assert main(["results", "--storage", storage]) == 0
+    printed = capsys.readouterr()
+    front = [line for line in printed.out.splitlines()[1:] if line.strip()]
+    assert len(reads) == 1 and "duplicate_of" in reads[0]
+    assert 1 <= len(front) and len(set(loaded)) == len(front)
+    assert "3 trained trials" in printed.err

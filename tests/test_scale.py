@@ -17,7 +17,7 @@ from jumpsearch.records import counts_as_searched, front, summary
 from jumpsearch.results import load_study, pareto_front
 from jumpsearch.schedule import nondominated
 from jumpsearch.space import load_space
-from jumpsearch.study import _Rungs, _twin, create_study
+from jumpsearch.study import RungRecords, _Rungs, _twin, create_study
 
 TRIALS = 2000
 
@@ -71,12 +71,27 @@ def test_reads_after_the_first_take_only_the_trials_that_changed(large, monkeypa
 
     trial = study.ask()  # a worker's duplicate check, then its decision at a rung
     trial.set_user_attr("key", "net5")
+    trial.set_user_attr("params", 10_000)  # what a trial records before it trains
+    trial.set_user_attr("flops", 400_000)
     returned.clear()
     assert _twin(trial, "net5").number == 5
     assert _twin(trial, "absent") is None
-    rungs = _Rungs(trial, "absent", space, {"params": 10_000, "flops": 400_000})
+    records = RungRecords()  # a worker's, shared by its trials
+    rungs = _Rungs(trial, "absent", space, {"params": 10_000, "flops": 400_000}, records=records)
     rungs(1, 0.7)
     assert max(returned) <= 1  # only the running trial, each time: the finished ones are cached
+    study.tell(trial, state=TrialState.FAIL)
+
+    following = study.ask()  # the worker's next trial, at the same rung: only unfinished trials looked into
+    real = optuna.trial.FrozenTrial.user_attrs
+    looked: list[int] = []
+    counting = property(lambda t: looked.append(t.number) or real.fget(t), real.fset)
+    monkeypatch.setattr(optuna.trial.FrozenTrial, "user_attrs", counting)
+    warm = records.others(following, "absent", "1", space.objectives)
+    assert looked == [TRIALS + 1]  # only the trial that finished since (the new one is itself)
+    monkeypatch.setattr(optuna.trial.FrozenTrial, "user_attrs", real)
+    cold = RungRecords().others(following, "absent", "1", space.objectives)
+    assert sorted(warm) == sorted(cold) and len(cold) == TRIALS + 1  # one record per key: "net5" twice
 
 
 def test_results_in_a_fresh_process_read_values_and_load_only_the_front(large, monkeypatch):
