@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,9 +37,8 @@ class Row:
     user_attrs: dict[str, Any] = field(default_factory=dict)
 
 
-_SNAPSHOTS: contextvars.ContextVar[dict[int, tuple[frozenset[str], list[Row]]] | None] = contextvars.ContextVar(
-    "jumpsearch_snapshots", default=None
-)
+_Held = dict[tuple[int, int], tuple[frozenset[str], list[Row]]]  # (storage, study) → (keys, rows)
+_SNAPSHOTS: contextvars.ContextVar[_Held | None] = contextvars.ContextVar("jumpsearch_snapshots", default=None)
 
 
 @contextlib.contextmanager
@@ -60,13 +60,14 @@ def rows(study: optuna.Study, keys: Iterable[str] = ()) -> list[Row]:
     ``snapshot()``, from that block's earlier read when it held ``keys``."""
     keys = tuple(keys)
     held = _SNAPSHOTS.get()
-    earlier = held.get(study._study_id) if held is not None else None
+    which = (id(study._storage), study._study_id)  # two storages may number their studies alike
+    earlier = held.get(which) if held is not None else None
     if earlier is not None and earlier[0].issuperset(keys):
         return list(earlier[1])
     read = _read(study, keys)
     if held is not None:
-        held[study._study_id] = (frozenset(keys), read)
-    return read
+        held[which] = (frozenset(keys), read)
+    return list(read)
 
 
 def _read(study: optuna.Study, keys: tuple[str, ...]) -> list[Row]:
@@ -98,11 +99,12 @@ def by_number(study: optuna.Study, numbers: Sequence[int]) -> list[FrozenTrial]:
     found = []
     for number in numbers:
         try:
+            number = operator.index(number)  # a NumPy integer from a table, too; not a float or a string
             if number < 0:  # a journal would index its list from the end
                 raise KeyError(number)
             trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-        except KeyError:
-            raise IndexError(f"study {study.study_name!r} has no trial {number}") from None
+        except (KeyError, TypeError):
+            raise IndexError(f"study {study.study_name!r} has no trial {number!r}") from None
         found.append(storage.get_trial(trial_id))
     return found
 

@@ -241,12 +241,14 @@ class RungRecords:
             if number in seen or number == trial.number:
                 continue
             finished = t.state.is_finished()
-            if finished:
-                seen.add(number)
             attrs = t.user_attrs
             if rung not in attrs.get("rungs", {}):
+                if finished:
+                    seen.add(number)
                 continue
             values = [attrs["rungs"][rung] if o == "accuracy" else attrs[o] for o in objectives]
+            if finished:  # only once its values are read: a trial that cannot be read fails every decision
+                seen.add(number)
             _keep_later(settled if finished else fresh, attrs.get("key", number), number, values)
         others = dict(settled)
         for other, (number, values) in fresh.items():

@@ -1,5 +1,6 @@
 """What a trial records, and in how many storage writes (no training: a stand-in ``train``)."""
 
+import numpy as np
 import optuna
 import pytest
 import sqlalchemy
@@ -107,8 +108,9 @@ def test_a_column_read_gives_what_whole_trials_hold(kind, tmp_path):
         {},
     ]
     assert [t.user_attrs.get("curve") for t in by_number(study, [4, 0])] == [None, {"1": 0.5}]
-    for missing in (5, -1):
-        with pytest.raises(IndexError, match=f"has no trial {missing}"):
+    assert by_number(study, [np.int64(4)])[0].number == 4  # a number from a table
+    for missing in (5, -1, "4", 4.0):
+        with pytest.raises(IndexError, match=f"has no trial {missing!r}"):
             by_number(study, [missing])
 
 
