@@ -73,6 +73,12 @@ sed -e 's/augment: .off./augment: '"'"'on'"'"'/' -e 's/ema_momentum: null/ema_mo
 $js train $out/best-100k-long.yaml --epochs 40 --out models/fashion-best-100k-long --data-dir "$data"
 cp models/fashion-best-100k-long/metrics.json $out/trained-best-100k-long.json
 
+stamp "4c. the pick under 25K the same way: crop + flip, weight averaging, 40 epochs"
+sed -e 's/augment: .off./augment: '"'"'on'"'"'/' -e 's/ema_momentum: null/ema_momentum: 0.999/' $out/best-25k.yaml \
+    > $out/best-25k-long.yaml
+$js train $out/best-25k-long.yaml --epochs 40 --out models/fashion-best-25k-long --data-dir "$data"
+cp models/fashion-best-25k-long/metrics.json $out/trained-best-25k-long.json
+
 stamp "5. confirm each family's front: 9 epochs of 60 batches (3x the search's), one seed"
 for family in "${families[@]}"; do
     $js confirm --storage $storage --study-name "ablation_fashion-$family" --epochs 9 --seeds 1 --others 0 \

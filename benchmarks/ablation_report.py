@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from jumpsearch.ablation import fronts, fronts_figure, hypervolume
-from jumpsearch.confirm import stored_confirmation
+from jumpsearch.confirm import budget_key, stored_confirmation
 from jumpsearch.records import front, trained
 from jumpsearch.results import load_study
 
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("jumpnet", "resnet_v2", "densenet_bc", "sparsenet")
 BUDGETS = (25_000, 50_000, 100_000)
 HIGH = 250_000  # the space's max_params
+CONFIRMED = budget_key(9)  # the confirmation every family has: ablation_fashion.sh step 5, 9 epochs, no recipe
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -45,7 +46,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 def confirmed_means(study: optuna.Study) -> tuple[dict[int, float], float | None]:
     """Trial → mean accuracy of ``confirm``'s longer runs, and the Kendall tau of the search's ranking."""
-    confirmation = stored_confirmation(study)
+    confirmation = stored_confirmation(study, CONFIRMED)
     if confirmation is None:
         return {}, None
     means = zip(confirmation.table["trial"], confirmation.table["mean"], strict=True)

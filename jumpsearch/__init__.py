@@ -31,6 +31,7 @@ from jumpsearch.results import (
     load_configs,
     load_study,
     pareto_front,
+    read_recipe,
 )
 from jumpsearch.schedule import Schedule
 from jumpsearch.space import SearchSpace, load_space
@@ -69,6 +70,7 @@ __all__ = [
     "export_configs",
     "exported_data",
     "exported_recipe",
+    "read_recipe",
     "load_configs",
     "load_dataset",
     "load_space",

@@ -255,10 +255,13 @@ def _train(args: argparse.Namespace) -> int:
 def _confirm(args: argparse.Namespace) -> int:
     from jumpsearch.confirm import confirm
     from jumpsearch.report import annotate_for_dashboard
-    from jumpsearch.results import format_table
+    from jumpsearch.results import format_table, read_recipe
 
+    recipe = read_recipe(args.recipe) if args.recipe else None
     study = _study_of(args)
-    result = confirm(study, epochs=args.epochs, seeds=args.seeds, others=args.others, data_dir=args.data_dir)
+    result = confirm(
+        study, epochs=args.epochs, seeds=args.seeds, others=args.others, data_dir=args.data_dir, recipe=recipe
+    )
     annotate_for_dashboard(study)
     print(format_table(result.table))
     print(result.summary())
@@ -444,15 +447,23 @@ def make_parser() -> argparse.ArgumentParser:
         "search's recipe: once at the search's budget with another seed, and --seeds times for --epochs. Prints "
         "each trial's accuracies, Kendall tau and Spearman rho between search and confirmed accuracy, the "
         "seed-to-seed tau, and which front trials stay non-dominated. Stored in the study after each run: "
-        "run it again to resume, and results/export --by confirmed to rank by it.",
+        "run it again to resume, and results/export --by confirmed to rank by it. With --recipe, the longer runs "
+        "train as train would (augmentation, label smoothing, weight averaging...), scored on the validation split.",
     )
     _study_arguments(confirm)
-    confirm.add_argument("--epochs", type=_positive, metavar="N", help="epochs of each run (default: 3x the search's)")
+    confirm.add_argument(
+        "--epochs", type=_positive, metavar="N",
+        help="epochs of each run (default: 3x the search's; with --recipe, full passes over the training split)",
+    )  # fmt: skip
     confirm.add_argument("--seeds", type=_positive, default=2, metavar="N", help="runs per trial (default: 2)")
     confirm.add_argument(
         "--others", type=_count, default=3, metavar="N", help="trials off the front to confirm too (default: 3)"
     )
     confirm.add_argument("--data-dir", metavar="DIR", help="where the study's data set lies (as for run)")
+    confirm.add_argument(
+        "--recipe", metavar="FILE",
+        help="train the longer runs with this recipe: an export file's recipe: section, or a file of recipe switches",
+    )  # fmt: skip
     confirm.set_defaults(func=_confirm)
 
     report = commands.add_parser(

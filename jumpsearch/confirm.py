@@ -6,17 +6,24 @@ budget with another seed) and the brief budget (each is trained ``seeds`` times 
 reports rank correlations (Kendall τ, Spearman ρ) between the search's accuracy and the confirmed mean,
 the seed-to-seed τ at the search's budget, and which front members stay non-dominated.
 
-Results live in the study's user attribute ``confirmations`` (by epochs: trial → runs), written after
-each run, so an interrupted confirmation resumes where it stopped and the report can show it. Several
-processes may confirm one study at once (with the same or other epochs): each run is claimed first, in
-the user attribute ``confirmation_claims``, so that no run is trained twice, and both attributes are
-merged, never overwritten (``records.merge_study_attr``). A claim lasts ``CLAIM_SECONDS`` unless its
-process renews it, so a dead process's runs are taken over.
+With a ``recipe`` (``train``'s: augmentation, label smoothing, a schedule, weight averaging), the longer
+runs train with it, as ``train`` would, and are scored on the validation split: does the front hold up
+under the training its networks will get?
+
+Results live in the study's user attribute ``confirmations`` (by budget — the epochs, followed by the
+recipe's switches as JSON when there is one —, then trial → runs), written after each run, so an interrupted
+confirmation resumes where it stopped and the report can show it. Several processes may confirm one
+study at once (with the same or other budgets): each run is claimed first, in the user attribute
+``confirmation_claims``, so that no run is trained twice, and both attributes are merged, never
+overwritten (``records.merge_study_attr``). A claim lasts ``CLAIM_SECONDS`` unless its process renews
+it, so a dead process's runs are taken over.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import logging
 import math
 import statistics
@@ -34,6 +41,7 @@ from optuna.trial import FrozenTrial
 from jumpsearch.config import Candidate
 from jumpsearch.data import Dataset, load_dataset
 from jumpsearch.errors import JumpsearchError, check_interrupted
+from jumpsearch.recipe import Recipe
 from jumpsearch.records import front, merge_study_attr, trained
 from jumpsearch.schedule import nondominated_ranks
 from jumpsearch.space import stored_space
@@ -60,15 +68,17 @@ class Confirmation:
     seed_tau: float | None
     survivors: list[int] = field(default_factory=list)  # front trials still non-dominated when confirmed
     dropped: list[int] = field(default_factory=list)  # front trials dominated once confirmed
+    recipe: Recipe | None = None  # what the longer runs trained with (None: the search's own training)
 
     def summary(self) -> str:
         def shown(value: float | None) -> str:
             return "n/a (fewer than 3 trials)" if value is None else f"{value:.2f}"
 
+        recipe = f" with the recipe {budget_key(self.epochs, self.recipe).partition(' ')[2]}" if self.recipe else ""
         return "\n".join(
             [
                 f"search accuracy against the mean of {self.seeds} seed{'s' * (self.seeds != 1)} at {self.epochs} "
-                f"epochs: Kendall tau {shown(self.kendall_tau)}, Spearman rho {shown(self.spearman_rho)}",
+                f"epochs{recipe}: Kendall tau {shown(self.kendall_tau)}, Spearman rho {shown(self.spearman_rho)}",
                 f"seed to seed at the search's budget: Kendall tau {shown(self.seed_tau)}",
                 f"front trials still non-dominated: {', '.join(map(str, self.survivors)) or 'none'}"
                 + (f"; dominated once confirmed: {', '.join(map(str, self.dropped))}" if self.dropped else ""),
@@ -112,13 +122,16 @@ def confirm(
     others: int = 3,
     data: Dataset | None = None,
     data_dir: str | None = None,
+    recipe: Recipe | None = None,
     train: Callable[..., Any] | None = None,
     on_run: Callable[[int, str, float], None] | None = None,
 ) -> Confirmation:
     """Retrain the front and ``others`` trials off it: once at the search's budget with another seed,
-    and ``seeds`` times for ``epochs`` (default three times the search's). Runs already stored in the
-    study are not repeated. ``train`` replaces ``train_and_evaluate``; ``on_run(trial, run, accuracy)``
-    follows progress.
+    and ``seeds`` times for ``epochs`` (default three times the search's), with ``recipe`` if given
+    (``train``'s recipe; validation split only). Runs already stored in the study are not repeated; runs
+    with another recipe are other runs. ``train(candidate, data, seed=...)`` replaces both trainers (the
+    search's, and the recipe's); ``on_run(trial, run, accuracy)`` follows progress. ConfigError if the
+    recipe's warm-up leaves no epoch.
 
     Example:
         >>> from jumpsearch import confirm, load_study
@@ -136,10 +149,17 @@ def confirm(
     epochs = epochs or 3 * search_epochs
     if epochs < 1:
         raise JumpsearchError(f"epochs={epochs}: must be at least 1")
-    if train is None:
-        from jumpsearch.training import train_and_evaluate
+    if recipe is not None:
+        recipe.check_epochs(epochs)
+    key = budget_key(epochs, recipe)
+    from jumpsearch.training import train_and_evaluate
 
-        train = train_and_evaluate
+    search_train = train or train_and_evaluate
+    if train is None and recipe is not None:
+        from jumpsearch.final import validate_with_recipe
+
+        train = functools.partial(validate_with_recipe, recipe=recipe)
+    longer_train = train or train_and_evaluate
     if data is None:
         data = load_dataset(space.data, data_dir)
     plan = []
@@ -151,24 +171,25 @@ def confirm(
     total = len(plan)
 
     def left() -> list[tuple[int, str, Candidate, int]]:
-        runs = stored_runs(study, epochs)
+        runs = stored_runs(study, key)
         return [p for p in plan if p[1] not in runs.get(str(p[0]), {})]
 
-    logger.info("confirming %d trials at %d epochs, %d seeds: %d of %d runs to go", len(chosen), epochs, seeds,
-                len(left()), total)  # fmt: skip
-    with _Claims(study, epochs) as claims:
+    logger.info("confirming %d trials at %d epochs%s, %d seed%s: %d of %d runs to go", len(chosen), epochs,
+                f" with the recipe {key.partition(' ')[2]}" if recipe else "", seeds, "s" * (seeds != 1), len(left()),
+                total)  # fmt: skip
+    with _Claims(study, key) as claims:
         while todo := left():
             trained_one = False
-            for number, run, recipe, seed in todo:
+            for number, run, candidate, seed in todo:
                 if not claims.take(number, run):
                     continue  # another process is training it
-                if run in stored_runs(study, epochs).get(str(number), {}):
+                if run in stored_runs(study, key).get(str(number), {}):
                     claims.release(number, run)  # it was stored just before its claim was released
                     continue
-                result = train(recipe, data, seed=seed)
+                result = (search_train if run == RESEED else longer_train)(candidate, data, seed=seed)
                 check_interrupted()  # a signal swallowed in the run's last steps: its result is not kept
                 accuracy = float(result.val_accuracy)
-                merge_study_attr(study, "confirmations", _with_run(epochs, number, run, accuracy))
+                merge_study_attr(study, "confirmations", _with_run(key, number, run, accuracy))
                 claims.release(number, run)
                 trained_one = True
                 logger.info("run %d of %d: trial %d, %s: validation accuracy %.4f", total - len(left()), total,
@@ -178,27 +199,59 @@ def confirm(
                     on_run(number, run, accuracy)
             if not trained_one:  # the runs left are other processes': wait for them, or for their claims to lapse
                 time.sleep(WAIT_SECONDS)
-    return summarise(study, chosen, stored_runs(study, epochs), epochs, seeds)
+    return summarise(study, chosen, stored_runs(study, key), epochs, seeds, recipe)
 
 
-def stored_runs(study: optuna.Study, epochs: int) -> dict[str, dict[str, float]]:
-    """The confirmation runs stored for ``epochs``: trial → run → validation accuracy."""
-    return (study.user_attrs.get("confirmations") or {}).get(str(epochs), {})
+def budget_key(epochs: int, recipe: Recipe | None = None) -> str:
+    """Where runs of this budget are stored: the epochs (``"30"``), then, when there is a recipe, its
+    switches that differ from ``Recipe()``'s as compact JSON (``'30 {"augment":"on"}'``; ``'30 {}'``
+    for ``Recipe()`` itself), so that a switch added later leaves the keys of stored runs as they are."""
+    if recipe is None:
+        return str(epochs)
+    default = Recipe().to_dict()
+    changed = {k: v for k, v in recipe.to_dict().items() if default.get(k) != v}
+    return f"{epochs} {json.dumps(changed, sort_keys=True, separators=(',', ':'))}"
 
 
-def _with_run(epochs: int, number: int, run: str, accuracy: float) -> Callable[[Any], dict[str, Any]]:
+def _recipe_of(key: str) -> Recipe | None:
+    """The recipe of a stored budget; None for the search's own training, or for a recipe this version
+    cannot read (its runs are still shown, as the search's)."""
+    _, _, recipe = key.partition(" ")
+    if not recipe:
+        return None
+    try:
+        return Recipe.from_dict(json.loads(recipe))
+    except (ValueError, JumpsearchError) as e:
+        logger.warning("confirmations %r: cannot read its recipe (%s)", key, e)
+        return None
+
+
+def stored_runs(study: optuna.Study, key: str) -> dict[str, dict[str, float]]:
+    """The confirmation runs stored under ``key`` (``budget_key``): trial → run → validation accuracy.
+    A trial's reseeded run, at the search's own budget, is the same under every key: one stored under
+    another counts."""
+    stored = study.user_attrs.get("confirmations") or {}
+    runs = {number: dict(mine) for number, mine in stored.get(key, {}).items()}
+    for other in stored.values():
+        for number, mine in other.items():
+            if RESEED in mine:
+                runs.setdefault(number, {}).setdefault(RESEED, mine[RESEED])
+    return runs
+
+
+def _with_run(key: str, number: int, run: str, accuracy: float) -> Callable[[Any], dict[str, Any]]:
     """For ``merge_study_attr``: the stored confirmations with this run's accuracy added."""
 
     def merge(stored: Any) -> dict[str, Any]:
         stored = stored or {}
-        stored.setdefault(str(epochs), {}).setdefault(str(number), {})[run] = accuracy
+        stored.setdefault(key, {}).setdefault(str(number), {})[run] = accuracy
         return stored
 
     return merge
 
 
 class _Claims:
-    """This process's claims on confirmation runs (``confirmation_claims``: "epochs/trial/run" → the
+    """This process's claims on confirmation runs (``confirmation_claims``: "budget/trial/run" → the
     claimant and the time its claim lapses), renewed by a thread while it trains, released on the way out.
 
     A claim is as atomic as Optuna's study attributes allow: they offer no compare-and-set, and the last
@@ -207,8 +260,8 @@ class _Claims:
     pause between reading the run free and writing its claim.
     """
 
-    def __init__(self, study: optuna.Study, epochs: int) -> None:
-        self.study, self.epochs = study, epochs
+    def __init__(self, study: optuna.Study, budget: str) -> None:
+        self.study, self.budget = study, budget
         self.mine: set[str] = set()
         self.stop = threading.Event()
         self.renewer = threading.Thread(target=self._renew, daemon=True)
@@ -223,8 +276,12 @@ class _Claims:
         for key in list(self.mine):  # interrupted: another process may take these runs at once
             self._release(key)
 
+    def _key(self, number: int, run: str) -> str:
+        """The reseeded run is the same whatever the budget: one claim for all."""
+        return f"{RESEED}/{number}" if run == RESEED else f"{self.budget}/{number}/{run}"
+
     def take(self, number: int, run: str) -> bool:
-        key = f"{self.epochs}/{number}/{run}"
+        key = self._key(number, run)
 
         def claim(stored: Any) -> dict[str, Any]:
             stored = stored or {}
@@ -240,7 +297,7 @@ class _Claims:
         return True
 
     def release(self, number: int, run: str) -> None:
-        self._release(f"{self.epochs}/{number}/{run}")
+        self._release(self._key(number, run))
 
     def _release(self, key: str) -> None:
         self.mine.discard(key)
@@ -272,7 +329,12 @@ def _renewed(key: str, until: float) -> Callable[[Any], dict[str, Any]]:
 
 
 def summarise(
-    study: optuna.Study, chosen: list[FrozenTrial], runs: dict[str, dict[str, float]], epochs: int, seeds: int
+    study: optuna.Study,
+    chosen: list[FrozenTrial],
+    runs: dict[str, dict[str, float]],
+    epochs: int,
+    seeds: int,
+    recipe: Recipe | None = None,
 ) -> Confirmation:
     """The table and the statistics of stored confirmation runs."""
     on_front = {t.number for t in front(study)}
@@ -310,6 +372,7 @@ def summarise(
         kendall_tau(list(reseeded["search"]), list(reseeded[RESEED])),
         survivors,
         dropped,
+        recipe,
     )
 
 
@@ -322,21 +385,31 @@ def non_dominated(accuracy: dict[int, float], params: dict[int, int]) -> set[int
     return {n for n, rank in zip(numbers, ranks, strict=True) if rank == 0}
 
 
-def stored_confirmation(study: optuna.Study) -> Confirmation | None:
-    """The longest confirmation stored in the study, without training anything."""
+def stored_confirmation(study: optuna.Study, budget: str | None = None) -> Confirmation | None:
+    """The confirmation stored under ``budget`` (``budget_key``), or by default the one that confirmed
+    the most trials (of those as complete, one with a recipe — the training a chosen network will get —,
+    then the longest), without training: a confirmation begun, or cut short, does not replace a finished
+    one. None when there is none."""
     stored = study.user_attrs.get("confirmations") or {}
+    if budget is not None:
+        stored = {budget: stored[budget]} if budget in stored else {}
     if not stored:
         return None
-    epochs = max(stored, key=int)
-    runs = stored[epochs]
+
+    def rank(key: str) -> tuple[int, bool, int]:
+        confirmed = sum(any(run != RESEED for run in runs) for runs in stored[key].values())
+        return confirmed, " " in key, int(key.partition(" ")[0])
+
+    key = max(stored, key=rank)
+    runs = stored_runs(study, key)
     seeds = max((sum(k != RESEED for k in r) for r in runs.values()), default=0)
     done = {t.number: t for t in study.get_trials(deepcopy=False)}
-    chosen = [done[int(n)] for n in sorted(runs, key=int) if int(n) in done]
-    return summarise(study, chosen, runs, int(epochs), seeds)
+    chosen = [done[int(n)] for n in sorted(stored[key], key=int) if int(n) in done]
+    return summarise(study, chosen, runs, rank(key)[2], seeds, _recipe_of(key))
 
 
 def confirmed_accuracy(study: optuna.Study) -> dict[int, float]:
-    """Trial number → mean confirmed accuracy, from the longest stored confirmation."""
+    """Trial number → mean confirmed accuracy, from the stored confirmation ``stored_confirmation`` picks."""
     confirmation = stored_confirmation(study)
     if confirmation is None:
         return {}

@@ -85,18 +85,24 @@ def interruption(error: BaseException) -> Interrupted | None:
     return Interrupted(signal.SIGINT) if isinstance(error, KeyboardInterrupt) else None
 
 
-def _unraisable(hook: Any) -> Any:
-    def quiet(unraisable: Any) -> None:
-        """An Interrupted swallowed by a finalizer is not news: it is kept, and raised again later."""
-        if not isinstance(unraisable.exc_value, Interrupted):
-            hook(unraisable)
+def _quiet_after_a_signal(hook: Any) -> Any:
+    """``hook`` (sys.unraisablehook or sys.excepthook), silent once a signal has come: what a finalizer,
+    a garbage-collector callback or a C extension prints then is the signal's exception (or the
+    SystemError a C extension made of it), and the CLI says in one line what stopped it."""
+
+    def quiet(*args: Any) -> None:
+        error = args[1] if len(args) > 1 else args[0].exc_value
+        if _pending is None and not isinstance(error, Interrupted):
+            hook(*args)
 
     return quiet
 
 
 def handle_signals() -> None:
     """Make SIGINT and SIGTERM raise Interrupted in this process (the main thread), and keep the
-    "Exception ignored in ..." lines of swallowed ones off the terminal."""
+    tracebacks of what they interrupt ("Exception ignored in ...", a C extension's printed error) off
+    the terminal."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, raise_interrupted)
-    sys.unraisablehook = _unraisable(sys.__unraisablehook__)
+    sys.unraisablehook = _quiet_after_a_signal(sys.__unraisablehook__)
+    sys.excepthook = _quiet_after_a_signal(sys.__excepthook__)

@@ -19,7 +19,7 @@ from jumpsearch.data import Dataset
 from jumpsearch.device import set_seed, setup_device
 from jumpsearch.errors import ConfigError
 from jumpsearch.recipe import Recipe, learning_rate, random_erasing, recompute_batch_norm, smoothed_crossentropy
-from jumpsearch.training import evaluate, interruption_callback
+from jumpsearch.training import TrainingFailed, TrainResult, evaluate, interruption_callback
 
 AUGMENTED = ("cifar10", "cifar100", "fashion_mnist")  # natural images: crops and flips keep their class
 RECORD = "candidate.json"  # the configuration a folder's checkpoints and model belong to
@@ -118,6 +118,43 @@ def train_final(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _claim(out, candidate)
+    setup_device()  # before Keras is imported: the backend's start-up messages stay quiet
+    import keras
+
+    start = time.perf_counter()
+    model, losses, augment, device = fit_with_recipe(
+        candidate, data, epochs=epochs, recipe=recipe, augment=augment, seed=seed, verbose=verbose,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(str(out / "backup")),
+            keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_accuracy", save_best_only=True),
+            *callbacks,
+        ],
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    model_path = out / "model.keras"
+    model.save(model_path)
+    _, val_accuracy = evaluate(model, data.x_val, data.y_val)
+    test_accuracy = evaluate(model, data.x_test, data.y_test)[1] if data.x_test is not None else None
+    result = FinalResult(val_accuracy, test_accuracy, len(losses), seconds, device, str(model_path))
+    record = {**asdict(result), "candidate": candidate.to_dict(), "recipe": recipe.to_dict(), "augment": augment}
+    (out / "metrics.json").write_text(json.dumps(record, indent=2))
+    return result
+
+
+def fit_with_recipe(
+    candidate: Candidate,
+    data: Dataset,
+    *,
+    epochs: int,
+    recipe: Recipe,
+    augment: bool | None = None,
+    seed: int = 0,
+    verbose: int = 0,
+    callbacks: Sequence[Any] = (),
+) -> tuple[Any, list[float], bool, str]:
+    """Train a new model of ``candidate`` with ``recipe`` on the training split, watching the validation
+    split; never reads the test split. Returns the model (its averaged weights when the recipe averages),
+    each epoch's training loss (Keras stops at a NaN), whether images were augmented, and the device."""
     device = setup_device()
     import keras
 
@@ -125,6 +162,7 @@ def train_final(
     from jumpsearch.models import build_model
     from jumpsearch.optimizers import make_optimizer
 
+    keras.backend.clear_session(free_memory=False)
     set_seed(seed)
     training = candidate.training
     if recipe.weight_decay is not None:
@@ -142,32 +180,32 @@ def train_final(
         augment = data.name in AUGMENTED if recipe.augment == "auto" else recipe.augment == "on"
     erase = random_erasing(recipe.random_erasing, seed)
     train = Batches(data.x_train, data.y_train, training.batch_size, steps, seed, augment=augment, transform=erase)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
-        keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_accuracy", save_best_only=True),
-        keras.callbacks.TerminateOnNaN(),
-        interruption_callback(),
-        *callbacks,
-    ]
-    start = time.perf_counter()
     history = model.fit(
         train,
         epochs=epochs,
         validation_data=(data.x_val, data.y_val),
-        callbacks=callbacks,
+        callbacks=[*callbacks, keras.callbacks.TerminateOnNaN(), interruption_callback()],
         shuffle=False,  # the batches shuffle themselves
         verbose=verbose,
     )
     if recipe.ema_momentum is not None:  # fit ended with the averaged weights: statistics to match them
         recompute_batch_norm(model, train)
+    return model, list(history.history.get("loss", [])), augment, device
+
+
+def validate_with_recipe(candidate: Candidate, data: Dataset, seed: int = 0, *, recipe: Recipe) -> TrainResult:
+    """Train for the candidate's epochs with ``recipe`` and score on the validation split only (what
+    ``confirm`` measures a front with when given a recipe). ``val_loss``/``val_accuracy`` are the final
+    model's; ``seconds`` the training's. TrainingFailed if the loss became NaN or infinite."""
+    setup_device()  # before Keras is imported: the backend's start-up messages stay quiet
+    import keras
+
+    recipe.check_epochs(candidate.training.epochs)
+    start = time.perf_counter()
+    model, losses, _, device = fit_with_recipe(candidate, data, epochs=candidate.training.epochs, recipe=recipe,
+                                               seed=seed)  # fmt: skip
     seconds = time.perf_counter() - start
-    model_path = out / "model.keras"
-    model.save(model_path)
-    _, val_accuracy = evaluate(model, data.x_val, data.y_val)
-    test_accuracy = evaluate(model, data.x_test, data.y_test)[1] if data.x_test is not None else None
-    result = FinalResult(
-        val_accuracy, test_accuracy, len(history.history.get("loss", [])), seconds, device, str(model_path)
-    )
-    record = {**asdict(result), "candidate": candidate.to_dict(), "recipe": recipe.to_dict(), "augment": augment}
-    (out / "metrics.json").write_text(json.dumps(record, indent=2))
-    return result
+    if not losses or not math.isfinite(losses[-1]):
+        raise TrainingFailed(f"training loss became {losses[-1] if losses else 'undefined'} at epoch {len(losses)}")
+    val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
+    return TrainResult(val_accuracy, val_loss, len(losses), seconds, device, keras.config.backend(), False, (), {})

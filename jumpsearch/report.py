@@ -102,7 +102,8 @@ def confirmation_figure(study: optuna.Study):  # -> plotly.graph_objects.Figure 
     figure.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="equal", line={"dash": "dot"}))
     tau = "n/a" if confirmation.kendall_tau is None else f"{confirmation.kendall_tau:.2f}"
     figure.update_layout(
-        title=f"Search accuracy against {confirmation.seeds} seeds at {confirmation.epochs} epochs (Kendall tau {tau})",
+        title=f"Search accuracy against {confirmation.seeds} seeds at {confirmation.epochs} epochs"
+        f"{' with a training recipe' if confirmation.recipe else ''} (Kendall tau {tau})",
         xaxis_title="search validation accuracy (± standard error)",
         yaxis_title="confirmed validation accuracy (mean; bars: seeds' range)",
     )

@@ -275,6 +275,20 @@ def exported_recipe(path: str | Path) -> Recipe:
     return _read_export(path)[2]
 
 
+def read_recipe(path: str | Path) -> Recipe:
+    """The recipe of a file: its ``recipe:`` section (an export file; ``Recipe()`` when it has none), or
+    the whole file (a file of recipe switches). JumpsearchError naming the file and the key if it is wrong."""
+    document = read_yaml(path, "recipe")
+    if isinstance(document, dict) and ("recipe" in document or "candidates" in document):
+        document = document.get("recipe") or {}  # an export without one trains with Recipe()
+    try:
+        if not isinstance(document, dict):
+            raise JumpsearchError(f"recipe: expected a mapping of switches, got {type(document).__name__}")
+        return Recipe.from_dict(document)
+    except JumpsearchError as e:
+        raise JumpsearchError(f"{path}: {e}") from None
+
+
 def _read_export(path: str | Path) -> tuple[list[Candidate], DataConfig | None, Recipe]:
     path = Path(path)
     document = read_yaml(path, "configurations")  # YAML reads JSON too

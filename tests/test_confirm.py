@@ -2,6 +2,7 @@
 
 import collections
 import gzip
+import json
 import math
 import re
 import signal
@@ -17,8 +18,18 @@ import test_workers
 from jumpsearch import JumpsearchError, best_configs, confirm, write_report
 from jumpsearch.cli import main
 from jumpsearch.config import DataConfig
-from jumpsearch.confirm import RESEED, _with_run, choose, kendall_tau, spearman_rho, stored_confirmation
+from jumpsearch.confirm import (
+    RESEED,
+    _with_run,
+    budget_key,
+    choose,
+    kendall_tau,
+    spearman_rho,
+    stored_confirmation,
+    stored_runs,
+)
 from jumpsearch.data import FASHION_MNIST_FILES, load_dataset, read_idx
+from jumpsearch.recipe import Recipe
 from jumpsearch.records import front
 from jumpsearch.space import space_from_dict
 from jumpsearch.study import run_search, standard_error
@@ -201,6 +212,54 @@ def test_confirm_on_the_command_line_prints_and_reprints(tmp_path, monkeypatch, 
     confirmed = [float(line.split()[3]) for line in table.splitlines()[1:]]
     assert confirmed == sorted(confirmed, reverse=True) and all(0 <= a <= 1 for a in confirmed)
     assert not math.isnan(confirmed[0])
+    (tmp_path / "recipe.yaml").write_text("recipe: {label_smoothing: 0.3}\n")
+    assert main(["confirm", "--space", str(space), "--epochs", "2", "--seeds", "1", "--others", "0",
+                 "--recipe", "recipe.yaml"]) == 0  # fmt: skip
+    assert 'at 2 epochs with the recipe {"label_smoothing":0.3}: Kendall tau' in capsys.readouterr().out
+    (tmp_path / "bad.yaml").write_text("recipe: {label_smoothing: 2}\n")
+    assert main(["confirm", "--space", str(space), "--recipe", "bad.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.yaml: recipe.label_smoothing: must lie in [0, 1), got 2" in err
+
+
+def test_a_recipe_s_confirmation_trains_the_longer_runs_with_it_and_the_reseeded_run_as_the_search_did(
+    study, monkeypatch
+):
+    seen = []
+
+    def search_train(candidate, data, seed=0, **_):
+        seen.append(("search", candidate.training.epochs, None))
+        return TrainResult(0.6, 1.0, candidate.training.epochs, 0.01, "CPU")
+
+    def recipe_train(candidate, data, seed=0, *, recipe):
+        seen.append(("recipe", candidate.training.epochs, recipe))
+        return TrainResult(0.7, 1.0, candidate.training.epochs, 0.01, "CPU")
+
+    monkeypatch.setattr("jumpsearch.training.train_and_evaluate", search_train)
+    monkeypatch.setattr("jumpsearch.final.validate_with_recipe", recipe_train)
+    recipe = Recipe(label_smoothing=0.1)
+    result = confirm(study, epochs=4, seeds=2, others=1, recipe=recipe)
+    assert sorted(seen, key=str) == sorted([("search", 2, None)] * len(result.table) +
+                                           [("recipe", 4, recipe)] * 2 * len(result.table), key=str)  # fmt: skip
+    assert set(result.table["mean"]) == {0.7} and set(result.table[RESEED]) == {0.6}
+
+
+def test_confirm_with_a_recipe_keeps_its_runs_apart_and_is_preferred_at_equal_epochs(study):
+    plain = confirm(study, epochs=4, seeds=1, others=1, train=scripted(calls := []))
+    recipe = Recipe(label_smoothing=0.1, ema_momentum=0.99)
+    with_recipe = confirm(study, epochs=4, seeds=1, others=1, recipe=recipe, train=scripted(more := []))
+    # the longer runs are new; each trial's run at the search's budget is the same, and reused
+    assert sorted(more) == sorted(c for c in calls if c[1] == 4) and len(more) < len(calls)
+    assert with_recipe.table[RESEED].equals(plain.table[RESEED]) and with_recipe.seed_tau == plain.seed_tau
+    assert with_recipe.recipe == recipe and plain.recipe is None
+    stored = study.user_attrs["confirmations"]
+    assert set(stored) == {"4", budget_key(4, recipe)} and stored[budget_key(4, recipe)]
+    assert Recipe.from_dict(json.loads(budget_key(4, recipe).split(" ", 1)[1])) == recipe
+    again = stored_confirmation(optuna.load_study(study_name="conf", storage=study._storage))
+    assert again.recipe == recipe and "with the recipe" in again.summary()
+    assert confirm(study, epochs=4, seeds=1, others=1, recipe=recipe, train=scripted(none := [])) and not none
+    with pytest.raises(JumpsearchError, match="recipe.warmup_epochs: 4 leaves nothing of epochs=4"):
+        confirm(study, epochs=4, recipe=Recipe(warmup_epochs=4), train=scripted([]))
 
 
 postgres_url = test_workers.postgres_url  # a fixture: a fresh PostgreSQL database
@@ -224,7 +283,7 @@ def test_a_run_another_process_holds_is_left_to_it_and_a_lapsed_claim_is_taken_o
     def store_the_held_run_once_waiting(*args, **kwargs):  # the other process finishes its run meanwhile
         result = train(*args, **kwargs)
         if len(calls) == 3 * len(chosen) - 1:
-            study.set_user_attr("confirmations", _with_run(6, first, "0", 0.5)(study.user_attrs["confirmations"]))
+            study.set_user_attr("confirmations", _with_run("6", first, "0", 0.5)(study.user_attrs["confirmations"]))
         return result
 
     result = confirm(study, seeds=2, others=0, train=store_the_held_run_once_waiting)
@@ -270,15 +329,13 @@ def test_two_confirm_processes_on_one_postgresql_study_train_each_run_once(tmp_p
             if match := re.match(r"jumpsearch: run \d+ of \d+: trial (\d+), (.*): validation", line):
                 trained[(e, *match.groups())] += 1
     study = optuna.load_study(study_name="twice", storage=postgres_url)
-    for e in set(epochs):
-        runs = study.user_attrs["confirmations"][e]
-        stored = {(e, trial, run) for trial in runs for run in runs[trial]}
-        assert len(stored) == 2 * len(choose(study, others=1))  # every run stored
-        named = {(e, t, "reseeded" if r == RESEED else r) for _, t, r in stored}
-        shown = {
-            (e, t, "reseeded" if "another seed" in r else r.removeprefix("seed ")) for (f, t, r) in trained if f == e
-        }
-        assert shown == named
+    labelled = {e: stored_runs(study, e) for e in set(epochs)}  # the reseeded run is shared by both budgets
+    for runs in labelled.values():
+        assert sum(len(r) for r in runs.values()) == 2 * len(choose(study, others=1))  # every run stored
+    longer = {(e, t, r) for e, runs in labelled.items() for t in runs for r in runs[t] if r != RESEED}
+    assert {(e, t, r.removeprefix("seed ")) for (e, t, r) in trained if "another seed" not in r} == longer
+    reseeded = [t for (_, t, r) in trained.elements() if "another seed" in r]
+    assert sorted(reseeded) == sorted(set(reseeded)) == sorted({t for runs in labelled.values() for t in runs})
     assert set(trained.values()) == {1}  # none trained twice
     assert not study.user_attrs["confirmation_claims"]
 
@@ -306,3 +363,14 @@ def test_confirm_under_sigterm_is_one_line_143_and_keeps_its_runs(tmp_path, post
     study = optuna.load_study(study_name="term", storage=postgres_url)
     assert sum(len(r) for r in study.user_attrs["confirmations"]["400"].values()) >= 1
     assert study.user_attrs["confirmation_claims"] == {}
+
+
+def test_a_stored_confirmation_can_be_asked_for_by_its_budget(study):
+    confirm(study, epochs=4, seeds=1, others=1, train=scripted([]))
+    confirm(study, epochs=4, seeds=1, others=1, recipe=Recipe(label_smoothing=0.1), train=scripted([]))
+    assert stored_confirmation(study).recipe == Recipe(label_smoothing=0.1)  # as complete: the recipe's
+    assert stored_confirmation(study, budget_key(4)).recipe is None
+    assert stored_confirmation(study, budget_key(5)) is None
+    begun = _with_run(budget_key(8, Recipe(ema_momentum=0.9)), front(study)[0].number, "0", 0.99)
+    study.set_user_attr("confirmations", begun(study.user_attrs["confirmations"]))  # one run of many, longer
+    assert stored_confirmation(study).recipe == Recipe(label_smoothing=0.1)  # not replaced by a begun one

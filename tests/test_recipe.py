@@ -1,6 +1,9 @@
 """The switches of ``train``'s recipe: each changes the training as its docstring says."""
 
+import dataclasses
 import math
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -10,7 +13,7 @@ import yaml
 from jumpsearch import Candidate, JumpNetConfig, TrainingConfig, train_final
 from jumpsearch.config import DataConfig
 from jumpsearch.data import load_dataset
-from jumpsearch.errors import ConfigError
+from jumpsearch.errors import ConfigError, JumpsearchError
 from jumpsearch.recipe import Recipe, learning_rate, random_erasing, smoothed_crossentropy
 
 
@@ -140,3 +143,63 @@ def test_averaged_weights_get_batch_norm_statistics_of_their_own():
         np.mean([o.var(axis=0) for o in outputs], axis=0), rel=1e-4)  # fmt: skip
     assert norm.momentum == 0.9  # as it was
     assert [keras.ops.convert_to_numpy(w) for w in model.layers[1].weights][0] == pytest.approx(kernel)
+
+
+class Untouchable:
+    """A split no one may read."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the test split was read ({name})")
+
+    def __len__(self):
+        raise AssertionError("the test split was read (len)")
+
+
+def test_confirm_s_recipe_runs_train_as_train_does_on_the_validation_split_only(digits, tmp_path):
+    from jumpsearch.final import validate_with_recipe
+
+    recipe = Recipe(label_smoothing=0.2, ema_momentum=0.5, schedule="constant")
+    sealed = dataclasses.replace(digits, x_test=Untouchable(), y_test=Untouchable())
+    confirmed = validate_with_recipe(tiny(epochs=2), sealed, seed=3, recipe=recipe)
+    trained = train_final(tiny(epochs=2), digits, tmp_path / "t", epochs=2, recipe=recipe, seed=3, verbose=0)
+    assert confirmed.epochs == 2 and confirmed.val_accuracy == pytest.approx(trained.val_accuracy, abs=1e-9)
+    plain = validate_with_recipe(tiny(epochs=2), sealed, seed=3, recipe=Recipe(schedule="constant"))
+    assert plain.val_loss != pytest.approx(confirmed.val_loss, rel=1e-3)  # the recipe changed the training
+    with pytest.raises(ConfigError, match="recipe.warmup_epochs: 2 leaves nothing of epochs=2"):
+        validate_with_recipe(tiny(epochs=2), sealed, recipe=Recipe(warmup_epochs=2))
+
+
+def test_a_recipe_file_is_an_export_s_section_or_the_switches_alone(tmp_path):
+    from jumpsearch import read_recipe
+
+    (tmp_path / "export.yaml").write_text("candidates: []\nrecipe: {label_smoothing: 0.1, augment: 'on'}\n")
+    (tmp_path / "bare.yaml").write_text("ema_momentum: 0.999\n")
+    assert read_recipe(tmp_path / "export.yaml") == Recipe(label_smoothing=0.1, augment="on")
+    assert read_recipe(tmp_path / "bare.yaml") == Recipe(ema_momentum=0.999)
+    (tmp_path / "plain.yaml").write_text("candidates: []\n")  # an export without a recipe trains with Recipe()
+    assert read_recipe(tmp_path / "plain.yaml") == Recipe()
+    (tmp_path / "bad.yaml").write_text("recipe: {mixup: 0.2}\n")
+    with pytest.raises(JumpsearchError, match=r"bad.yaml: recipe.mixup: unknown key"):
+        read_recipe(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(JumpsearchError, match=r"list.yaml: recipe: expected a mapping of switches, got list"):
+        read_recipe(tmp_path / "list.yaml")
+
+
+def test_train_and_confirm_s_recipe_runs_keep_the_backend_s_start_up_lines_off_the_terminal(tmp_path):
+    code = (
+        "from jumpsearch import Candidate, DataConfig, JumpNetConfig, Recipe, TrainingConfig\n"
+        "from jumpsearch import load_dataset, train_final\n"
+        "from jumpsearch.final import validate_with_recipe\n"
+        "model = JumpNetConfig(input_shape=(8, 8, 1), stem_filters=(8, 8), blocks_per_group=(1,), base_filters=8)\n"
+        "candidate = Candidate(model, TrainingConfig(batch_size=256, epochs=1))\n"
+        "data = load_dataset(DataConfig())\n"
+        "print('validated', validate_with_recipe(candidate, data, recipe=Recipe()).epochs)\n"
+    )
+    trained = code.replace("validate_with_recipe(candidate, data, recipe=Recipe())",
+                           f"train_final(candidate, data, {str(tmp_path / 'out')!r}, epochs=1, verbose=0)")  # fmt: skip
+    for script in (code, trained):
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "validated 1" in result.stdout
+        assert result.stderr == ""  # TensorFlow's start-up lines (oneDNN, CUDA stubs, cuInit) stay off the terminal

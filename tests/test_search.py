@@ -90,9 +90,11 @@ def test_points_over_the_budget_are_rejected_without_training(tmp_path, write_sp
     assert "exceed max_params 5,000" in rejected.user_attrs["rejected"]
     assert rejected.user_attrs["params"] > 5000 and "train_seconds" not in rejected.user_attrs
     assert rejected.constraints["jumpsearch"] > 0  # the sampler is told the point is infeasible
+    assert rejected.params["base_filters"] == 64 and "learning_rate" in rejected.params  # stored with the rejection
     assert all(c.model.base_filters == 8 for c in calls)  # only points within budget reached training
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(failed) == 5 and all(t.user_attrs["fail_reason"] == "RuntimeError: not this time" for t in failed)
+    assert all(t.params["base_filters"] == 8 and "learning_rate" in t.params for t in failed)
     assert all("Traceback" in t.user_attrs["traceback"] for t in failed)
 
 

@@ -52,6 +52,7 @@ def signals(monkeypatch):
     saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     monkeypatch.setattr(errors, "_pending", None)
     monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     handle_signals()
     yield
     for signum, handler in saved.items():
@@ -137,6 +138,29 @@ def test_a_signal_that_became_another_error_is_still_the_signal(signals):
         check_interrupted()
     stop = interruption(SystemError("error return without exception set"))
     assert stop is not None and stop.name == "SIGTERM" and stop.exit_status == 143
+
+
+def test_what_a_signal_breaks_where_nothing_can_raise_is_not_printed(signals, capsys):
+    """A C extension that calls Python code the signal interrupts turns it into SystemError ("returned a
+    result with an exception set"), which a finalizer reports to sys.unraisablehook and a C caller
+    prints with sys.excepthook: before a signal both print, after it neither does."""
+
+    class Failing:
+        def __init__(self, error):
+            self.error = error
+
+        def __del__(self):
+            raise self.error  # Python hands it to sys.unraisablehook
+
+    def report(error):
+        Failing(error)
+        sys.excepthook(type(error), error, None)
+
+    report(SystemError("before the signal"))
+    assert capsys.readouterr().err.count("before the signal") == 2
+    swallowed_sigterm()
+    report(SystemError("<built-in function __import__> returned a result with an exception set"))
+    assert capsys.readouterr().err == ""
 
 
 def test_a_worker_whose_signal_is_swallowed_exits_143_in_silence(tmp_path, write_space):
