@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from typing import Any
 
 
@@ -86,9 +87,10 @@ def interruption(error: BaseException) -> Interrupted | None:
 
 
 def _quiet_after_a_signal(hook: Any) -> Any:
-    """``hook`` (sys.unraisablehook or sys.excepthook), silent once a signal has come: what a finalizer,
-    a garbage-collector callback or a C extension prints then is the signal's exception (or the
-    SystemError a C extension made of it), and the CLI says in one line what stopped it."""
+    """``hook`` (sys.unraisablehook, sys.excepthook or threading.excepthook), silent once a signal has
+    come: what a finalizer, a garbage-collector callback, a C extension or a thread whose work the
+    signal cut short prints then is the signal's wake (its exception, or the SystemError a C extension
+    made of it), and the CLI says in one line what stopped it."""
 
     def quiet(*args: Any) -> None:
         error = args[1] if len(args) > 1 else args[0].exc_value
@@ -100,9 +102,10 @@ def _quiet_after_a_signal(hook: Any) -> Any:
 
 def handle_signals() -> None:
     """Make SIGINT and SIGTERM raise Interrupted in this process (the main thread), and keep the
-    tracebacks of what they interrupt ("Exception ignored in ...", a C extension's printed error) off
-    the terminal."""
+    tracebacks of what they interrupt ("Exception ignored in ...", a C extension's printed error, a
+    thread's) off the terminal."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, raise_interrupted)
     sys.unraisablehook = _quiet_after_a_signal(sys.__unraisablehook__)
     sys.excepthook = _quiet_after_a_signal(sys.__excepthook__)
+    threading.excepthook = _quiet_after_a_signal(threading.__excepthook__)

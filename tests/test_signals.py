@@ -53,6 +53,7 @@ def signals(monkeypatch):
     monkeypatch.setattr(errors, "_pending", None)
     monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
     handle_signals()
     yield
     for signum, handler in saved.items():
@@ -143,7 +144,8 @@ def test_a_signal_that_became_another_error_is_still_the_signal(signals):
 def test_what_a_signal_breaks_where_nothing_can_raise_is_not_printed(signals, capsys):
     """A C extension that calls Python code the signal interrupts turns it into SystemError ("returned a
     result with an exception set"), which a finalizer reports to sys.unraisablehook and a C caller
-    prints with sys.excepthook: before a signal both print, after it neither does."""
+    prints with sys.excepthook; a thread's error goes to threading.excepthook: before a signal all three
+    print, after it none does."""
 
     class Failing:
         def __init__(self, error):
@@ -152,12 +154,18 @@ def test_what_a_signal_breaks_where_nothing_can_raise_is_not_printed(signals, ca
         def __del__(self):
             raise self.error  # Python hands it to sys.unraisablehook
 
+    def fail(error):
+        raise error
+
     def report(error):
         Failing(error)
         sys.excepthook(type(error), error, None)
+        thread = threading.Thread(target=fail, args=(error,))
+        thread.start()
+        thread.join()
 
     report(SystemError("before the signal"))
-    assert capsys.readouterr().err.count("before the signal") == 2
+    assert capsys.readouterr().err.count("before the signal") == 3
     swallowed_sigterm()
     report(SystemError("<built-in function __import__> returned a result with an exception set"))
     assert capsys.readouterr().err == ""
