@@ -172,6 +172,13 @@ def _study_of(args: argparse.Namespace):  # -> optuna.Study
 def _picked(args: argparse.Namespace, study: Any):  # (argparse's, optuna.Study) -> list[Best]
     from jumpsearch.results import best_configs
 
+    if args.by == "confirmed":  # say which of the stored confirmations ranks
+        from jumpsearch.confirm import describe, stored_confirmation
+
+        used = stored_confirmation(study)
+        if used is not None:
+            recipe = f" with the recipe {describe(used.recipe)}" if used.recipe else " (the search's training)"
+            print(f"ranked by confirm's runs at {used.epochs} epochs{recipe}", file=sys.stderr)
     return best_configs(
         study,
         k=args.k,
@@ -220,7 +227,7 @@ def _export(args: argparse.Namespace) -> int:
         raise JumpsearchError("export: no front trial matches (none completed, or none within the budget)")
     data = searched_data(study, args.data_dir)
     path = export_configs(picked, args.out, data)
-    print(f"wrote {len(picked)} configurations to {path}")
+    print(f"wrote {len(picked)} configuration{'s' * (len(picked) != 1)} to {path}")
     return 0
 
 
@@ -453,16 +460,21 @@ def make_parser() -> argparse.ArgumentParser:
     _study_arguments(confirm)
     confirm.add_argument(
         "--epochs", type=_positive, metavar="N",
-        help="epochs of each run (default: 3x the search's; with --recipe, full passes over the training split)",
+        help="epochs of each longer run (default: 3x the search's; with --recipe, full passes over the training "
+        "split); the run with another seed keeps the search's budget",
     )  # fmt: skip
-    confirm.add_argument("--seeds", type=_positive, default=2, metavar="N", help="runs per trial (default: 2)")
+    confirm.add_argument(
+        "--seeds", type=_positive, default=2, metavar="N", help="longer runs per trial (default: 2)"
+    )  # fmt: skip
     confirm.add_argument(
         "--others", type=_count, default=3, metavar="N", help="trials off the front to confirm too (default: 3)"
     )
     confirm.add_argument("--data-dir", metavar="DIR", help="where the study's data set lies (as for run)")
     confirm.add_argument(
         "--recipe", metavar="FILE",
-        help="train the longer runs with this recipe: an export file's recipe: section, or a file of recipe switches",
+        help="train the longer runs with train's recipe from this file (an export file's recipe: section, or a file "
+        "of recipe switches; switches it leaves out take train's defaults, a cosine rate among them); stored apart "
+        "from runs without it",
     )  # fmt: skip
     confirm.set_defaults(func=_confirm)
 

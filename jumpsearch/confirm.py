@@ -74,7 +74,7 @@ class Confirmation:
         def shown(value: float | None) -> str:
             return "n/a (fewer than 3 trials)" if value is None else f"{value:.2f}"
 
-        recipe = f" with the recipe {budget_key(self.epochs, self.recipe).partition(' ')[2]}" if self.recipe else ""
+        recipe = f" with the recipe {describe(self.recipe)}" if self.recipe else ""
         return "\n".join(
             [
                 f"search accuracy against the mean of {self.seeds} seed{'s' * (self.seeds != 1)} at {self.epochs} "
@@ -175,7 +175,7 @@ def confirm(
         return [p for p in plan if p[1] not in runs.get(str(p[0]), {})]
 
     logger.info("confirming %d trials at %d epochs%s, %d seed%s: %d of %d runs to go", len(chosen), epochs,
-                f" with the recipe {key.partition(' ')[2]}" if recipe else "", seeds, "s" * (seeds != 1), len(left()),
+                f" with the recipe {describe(recipe)}" if recipe else "", seeds, "s" * (seeds != 1), len(left()),
                 total)  # fmt: skip
     with _Claims(study, key) as claims:
         while todo := left():
@@ -211,6 +211,11 @@ def budget_key(epochs: int, recipe: Recipe | None = None) -> str:
     default = Recipe().to_dict()
     changed = {k: v for k, v in recipe.to_dict().items() if default.get(k) != v}
     return f"{epochs} {json.dumps(changed, sort_keys=True, separators=(',', ':'))}"
+
+
+def describe(recipe: Recipe) -> str:
+    """Every switch of the recipe, as compact JSON: the defaults a run trains with too (a cosine rate, say)."""
+    return json.dumps(recipe.to_dict(), separators=(",", ":"))
 
 
 def _recipe_of(key: str) -> Recipe | None:
@@ -388,8 +393,8 @@ def non_dominated(accuracy: dict[int, float], params: dict[int, int]) -> set[int
 def stored_confirmation(study: optuna.Study, budget: str | None = None) -> Confirmation | None:
     """The confirmation stored under ``budget`` (``budget_key``), or by default the one that confirmed
     the most trials (of those as complete, one with a recipe — the training a chosen network will get —,
-    then the longest), without training: a confirmation begun, or cut short, does not replace a finished
-    one. None when there is none."""
+    then the longest; of those alike, the first stored), without training: a confirmation begun, or cut
+    short, does not replace a finished one. None when there is none."""
     stored = study.user_attrs.get("confirmations") or {}
     if budget is not None:
         stored = {budget: stored[budget]} if budget in stored else {}

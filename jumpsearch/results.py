@@ -279,6 +279,8 @@ def read_recipe(path: str | Path) -> Recipe:
     """The recipe of a file: its ``recipe:`` section (an export file; ``Recipe()`` when it has none), or
     the whole file (a file of recipe switches). JumpsearchError naming the file and the key if it is wrong."""
     document = read_yaml(path, "recipe")
+    if document is None:
+        raise JumpsearchError(f"{path}: the file is empty; write recipe switches in it, e.g. label_smoothing: 0.1")
     if isinstance(document, dict) and ("recipe" in document or "candidates" in document):
         document = document.get("recipe") or {}  # an export without one trains with Recipe()
     try:

@@ -215,7 +215,14 @@ def test_confirm_on_the_command_line_prints_and_reprints(tmp_path, monkeypatch, 
     (tmp_path / "recipe.yaml").write_text("recipe: {label_smoothing: 0.3}\n")
     assert main(["confirm", "--space", str(space), "--epochs", "2", "--seeds", "1", "--others", "0",
                  "--recipe", "recipe.yaml"]) == 0  # fmt: skip
-    assert 'at 2 epochs with the recipe {"label_smoothing":0.3}: Kendall tau' in capsys.readouterr().out
+    # every switch shown, the defaults it trains with too (a cosine rate)
+    assert (
+        'at 2 epochs with the recipe {"augment":"auto","random_erasing":0.0,"label_smoothing":0.3,'
+        '"schedule":"cosine",' in capsys.readouterr().out
+    )
+    assert main(["results", "--space", str(space), "--by", "confirmed"]) == 0
+    # the plain confirmation confirmed more trials (--others 1): it still ranks, and says so
+    assert "ranked by confirm's runs at 2 epochs (the search's training)" in capsys.readouterr().err
     (tmp_path / "bad.yaml").write_text("recipe: {label_smoothing: 2}\n")
     assert main(["confirm", "--space", str(space), "--recipe", "bad.yaml"]) == 2
     err = capsys.readouterr().err

@@ -181,6 +181,9 @@ def test_a_recipe_file_is_an_export_s_section_or_the_switches_alone(tmp_path):
     (tmp_path / "bad.yaml").write_text("recipe: {mixup: 0.2}\n")
     with pytest.raises(JumpsearchError, match=r"bad.yaml: recipe.mixup: unknown key"):
         read_recipe(tmp_path / "bad.yaml")
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(JumpsearchError, match=r"empty.yaml: the file is empty"):
+        read_recipe(tmp_path / "empty.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(JumpsearchError, match=r"list.yaml: recipe: expected a mapping of switches, got list"):
         read_recipe(tmp_path / "list.yaml")
