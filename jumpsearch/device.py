@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from jumpsearch.config import echo
-from jumpsearch.errors import JumpsearchError
+from jumpsearch.errors import JumpsearchError, signals_held
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def backend() -> str:
     installed at all."""
     check_backend()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's later C++ notes, e.g. tf.data's, too
-    with quiet_native_stderr():
+    with signals_held(), quiet_native_stderr():  # a signal waits for the import: cut, it leaves a broken one
         import keras
     name = keras.config.backend()
     if name != "tensorflow":

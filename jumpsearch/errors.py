@@ -3,9 +3,11 @@ stops a search."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -67,6 +69,22 @@ def hold_signals(hold: bool) -> None:
     from exiting. Letting go does not raise a held signal: call ``check_interrupted``."""
     global _held
     _held = hold
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold signals for the block, then raise one that came meanwhile (unless they were held already,
+    by an outer block). For code a signal must not cut in two: the first import of the backend, whose
+    C extensions turn an exception raised inside them into a SystemError, or leave a module half made."""
+    global _held
+    before = _held
+    _held = True
+    try:
+        yield
+    finally:
+        _held = before
+    if not before:
+        check_interrupted()
 
 
 def check_interrupted() -> None:

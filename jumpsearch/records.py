@@ -18,13 +18,12 @@ and the progress of a running trial) and ``costs`` (seconds: ``fixed`` = ``build
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -172,12 +171,10 @@ def record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """Set several user attributes of a running trial at once: in one transaction on a relational
     database (Optuna's storages commit each attribute on its own, a lock and a sync each), else one write
     each. A trial records a handful of groups (what it is, each epoch's curve, what it scored), not one
-    commit per figure. Inside ``params_in_one_write``, the parameters held so far go in the same
-    transaction."""
+    commit per figure."""
     storage = trial.storage
     backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
-    held = storage.held if isinstance(storage, _HeldParams) else []
-    if (len(attrs) > 1 or held) and isinstance(backend, optuna.storages.RDBStorage):
+    if len(attrs) > 1 and isinstance(backend, optuna.storages.RDBStorage):
         try:  # Optuna's own transaction, through its internals: where they changed, one write each
             from optuna.storages._rdb import models
             from optuna.storages._rdb.storage import _create_scoped_session
@@ -187,65 +184,12 @@ def record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
             logger.debug("this Optuna has no transaction of several attributes: one write each")
         else:
             with _create_scoped_session(backend.scoped_session, True) as session:
-                _write_params(backend, session, trial, held)
                 for key, value in attrs.items():
                     write(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
-            held.clear()
             cached.user_attrs.update(attrs)
             return
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
-
-
-class _HeldParams:
-    """A trial's storage that holds the parameters the trial suggests instead of writing each: the rest
-    goes to the storage it wraps."""
-
-    def __init__(self, storage: Any) -> None:
-        self._storage = storage
-        self.held: list[tuple[str, float, Any]] = []
-
-    def set_trial_param(self, trial_id: int, name: str, value: float, distribution: Any) -> None:
-        self.held.append((name, value, distribution))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._storage, name)
-
-
-def _write_params(backend: Any, session: Any, trial: optuna.Trial, held: list[tuple[str, float, Any]]) -> None:
-    for name, value, distribution in held:
-        backend._set_trial_param_without_commit(session, trial._trial_id, name, value, distribution)
-
-
-@contextlib.contextmanager
-def params_in_one_write(trial: Any) -> Iterator[None]:
-    """Hold the parameters a running trial suggests inside this block, and write them with its next
-    ``record`` (or at the block's end, or when it raises) in one transaction, on a relational database:
-    Optuna commits each on its own, a lock and a sync each. The trial reads them from its own cache
-    meanwhile, as Optuna's trials do; other processes see them once written. Elsewhere, or where Optuna's
-    internals changed, each is written as usual."""
-    storage = getattr(trial, "storage", None)
-    backend = getattr(storage, "_backend", storage)
-    if not isinstance(trial, optuna.Trial) or not isinstance(backend, optuna.storages.RDBStorage):
-        yield
-        return
-    try:
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        backend._set_trial_param_without_commit  # noqa: B018 (present in this Optuna?)
-    except (ImportError, AttributeError):
-        logger.debug("this Optuna has no transaction of several parameters: one write each")
-        yield
-        return
-    holder = _HeldParams(storage)
-    trial.storage = holder
-    try:
-        yield
-    finally:
-        trial.storage = storage
-        if holder.held:
-            with _create_scoped_session(backend.scoped_session, True) as session:
-                _write_params(backend, session, trial, holder.held)
 
 
 def merge_study_attr(study: optuna.Study, key: str, merge: Callable[[Any], Any]) -> Any:

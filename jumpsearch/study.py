@@ -31,7 +31,6 @@ from jumpsearch.records import (
     is_duplicate,
     is_stopped,
     merge_study_attr,
-    params_in_one_write,
     record,
     searched,
     spent,
@@ -116,19 +115,17 @@ class Objective:
             raise
 
     def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
-        with params_in_one_write(trial):  # written with the first record: one transaction, not one each
-            try:
-                candidate = self.space.suggest(trial, self.data.input_shape, self.data.num_classes)
-            except ConfigError as e:
-                _reject(trial, str(e))
-            counts = count(candidate.model)
-            described = {"config": candidate.to_dict(), "params": counts.trainable, "flops": counts.macs}
-            violation = self.space.constraints.violation(candidate)
-            if violation:
-                _reject(trial, *violation, attrs=described)
-            key = candidate_key(candidate)
-            # before looking for a twin: of two racing trials, one sees the other
-            record(trial, {**described, "key": key})
+        try:
+            candidate = self.space.suggest(trial, self.data.input_shape, self.data.num_classes)
+        except ConfigError as e:
+            _reject(trial, str(e))
+        counts = count(candidate.model)
+        described = {"config": candidate.to_dict(), "params": counts.trainable, "flops": counts.macs}
+        violation = self.space.constraints.violation(candidate)
+        if violation:
+            _reject(trial, *violation, attrs=described)
+        key = candidate_key(candidate)
+        record(trial, {**described, "key": key})  # before looking for a twin: of two racing trials, one sees the other
         twin = _twin(trial, key)
         if twin is not None:
             if twin.state != TrialState.COMPLETE:

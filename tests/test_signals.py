@@ -171,6 +171,15 @@ def test_what_a_signal_breaks_where_nothing_can_raise_is_not_printed(signals, ca
     assert capsys.readouterr().err == ""
 
 
+def test_a_signal_waits_for_the_end_of_a_held_block_and_is_raised_there(signals):
+    reached = []
+    with pytest.raises(Interrupted, match="SIGTERM"):
+        with errors.signals_held():
+            direct_sigterm()  # kept, not raised: the block (an import, say) goes on to its end
+            reached.append(True)
+    assert reached == [True]
+
+
 def test_a_worker_whose_signal_is_swallowed_exits_143_in_silence(tmp_path, write_space):
     """A real worker process: SIGTERM lands in a finalizer at the first training step."""
     space = load_space(write_space(TINY_SPACE))
