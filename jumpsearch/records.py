@@ -18,12 +18,13 @@ and the progress of a running trial) and ``costs`` (seconds: ``fixed`` = ``build
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -171,25 +172,144 @@ def record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """Set several user attributes of a running trial at once: in one transaction on a relational
     database (Optuna's storages commit each attribute on its own, a lock and a sync each), else one write
     each. A trial records a handful of groups (what it is, each epoch's curve, what it scored), not one
-    commit per figure."""
+    commit per figure. Inside ``held_writes``, what is held so far goes in the same transaction."""
+    if not _record_in_one_transaction(trial, attrs, len(attrs) > 1):
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+
+
+def record_configuration(trial: optuna.Trial, attrs: dict[str, Any], key: str) -> list[int] | None:
+    """Record what a trial is about to train (``attrs`` and its configuration's ``key``, as the user
+    attribute ``key``) and return the ids of the study's trials that recorded the same key before it, in
+    the order they recorded it.
+
+    On a relational database this is one transaction that holds the study's lock from its first write to
+    its commit (SQLite's writer lock; a row lock on the study elsewhere), so trials that record the same
+    key at once are put in an order: each sees every trial before it and none after it, and exactly one
+    of them sees no twin. Elsewhere (a journal file) it records and returns None: the caller reads the
+    study, and two racing trials may both see, or both miss, each other.
+    """
+    earlier: list[int] = []
+    if _record_in_one_transaction(trial, {**attrs, "key": key}, True, same_key=(key, earlier)):
+        return earlier
+    record(trial, {**attrs, "key": key})
+    return None
+
+
+def _record_in_one_transaction(
+    trial: optuna.Trial, attrs: dict[str, Any], worth_it: bool, same_key: tuple[str, list[int]] | None = None
+) -> bool:
+    """Write ``attrs`` (and what ``held_writes`` holds) in one transaction through Optuna's internals;
+    with ``same_key``, lock the study first and fill its list with the ids of the trials that hold the
+    same key. False where the storage is not relational or Optuna's internals changed (nothing written
+    then)."""
     storage = trial.storage
     backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
-    if len(attrs) > 1 and isinstance(backend, optuna.storages.RDBStorage):
-        try:  # Optuna's own transaction, through its internals: where they changed, one write each
-            from optuna.storages._rdb import models
-            from optuna.storages._rdb.storage import _create_scoped_session
+    held = storage if isinstance(storage, _Held) else None
+    if not ((worth_it or held or same_key) and isinstance(backend, optuna.storages.RDBStorage)):
+        return False
+    try:  # Optuna's own transaction, through its internals: where they changed, one write each
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
 
-            write, cached = backend._set_trial_attr_without_commit, trial._cached_frozen_trial
-        except (ImportError, AttributeError):
-            logger.debug("this Optuna has no transaction of several attributes: one write each")
-        else:
+        write, cached = backend._set_trial_attr_without_commit, trial._cached_frozen_trial
+    except (ImportError, AttributeError):
+        logger.debug("this Optuna has no transaction of several attributes: one write each")
+        return False
+    study_id = trial.study._study_id
+    # Unlike Optuna's single writes, an integrity error is raised: rolled back in silence, it would leave
+    # the trial training with nothing of what it is stored.
+    with _create_scoped_session(backend.scoped_session) as session:
+        if same_key is not None:  # a row lock where the database has them (SQLite locks at the first write)
+            study = session.query(models.StudyModel).filter(models.StudyModel.study_id == study_id)
+            study.with_for_update(key_share=True).one()  # PostgreSQL: FOR NO KEY UPDATE (attribute writes go on)
+        if held:
+            held.write(backend, session, trial)
+        for name, value in attrs.items():
+            write(session, models.TrialUserAttributeModel, trial._trial_id, name, value)
+        if same_key is not None:
+            key, earlier = same_key
+            rows = (
+                session.query(models.TrialUserAttributeModel.trial_id)
+                .join(models.TrialModel)
+                .filter(models.TrialModel.study_id == study_id)
+                .filter(models.TrialUserAttributeModel.key == "key")
+                .filter(models.TrialUserAttributeModel.value_json == json.dumps(key))
+                .filter(models.TrialUserAttributeModel.trial_id != trial._trial_id)
+                .order_by(models.TrialUserAttributeModel.trial_user_attribute_id)  # the order they recorded in
+            )
+            earlier.extend(row.trial_id for row in rows)
+    if held:
+        held.clear()
+    cached.user_attrs.update(attrs)
+    return True
+
+
+class _Held:
+    """A trial's storage that holds the parameters the trial suggests and the user attributes it sets
+    instead of writing each: the rest goes to the storage it wraps."""
+
+    def __init__(self, storage: Any) -> None:
+        self._storage = storage
+        self.params: list[tuple[str, float, Any]] = []
+        self.attrs: dict[str, Any] = {}
+
+    def set_trial_param(self, trial_id: int, name: str, value: float, distribution: Any) -> None:
+        self.params.append((name, value, distribution))
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self.attrs[key] = value
+
+    def __bool__(self) -> bool:
+        return bool(self.params or self.attrs)
+
+    def write(self, backend: Any, session: Any, trial: optuna.Trial) -> None:
+        """Write what is held in ``session``'s transaction, and forget it once that commits (``clear``)."""
+        from optuna.storages._rdb import models
+
+        for name, value, distribution in self.params:
+            backend._set_trial_param_without_commit(session, trial._trial_id, name, value, distribution)
+        for key, value in self.attrs.items():
+            backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+
+    def clear(self) -> None:
+        self.params.clear()
+        self.attrs.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+
+@contextlib.contextmanager
+def held_writes(trial: Any) -> Iterator[None]:
+    """Hold the parameters a running trial suggests, and the user attributes it sets, inside this block,
+    and write them with its next ``record`` (or at the block's end, or when it raises) in one transaction,
+    on a relational database: Optuna commits each on its own, a lock and a sync each. The trial reads them
+    from its own cache meanwhile, as Optuna's trials do; other processes see them once written. Elsewhere,
+    or where Optuna's internals changed, each is written as usual."""
+    storage = getattr(trial, "storage", None)
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(trial, optuna.Trial) or not isinstance(backend, optuna.storages.RDBStorage):
+        yield
+        return
+    try:
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        backend._set_trial_param_without_commit  # noqa: B018 (present in this Optuna?)
+        backend._set_trial_attr_without_commit  # noqa: B018
+    except (ImportError, AttributeError):
+        logger.debug("this Optuna has no transaction of several parameters: one write each")
+        yield
+        return
+    holder = _Held(storage)
+    trial.storage = holder
+    try:
+        yield
+    finally:
+        trial.storage = storage
+        if holder:  # ignoring an integrity error: a signal between a commit and its ``clear`` leaves rows written
             with _create_scoped_session(backend.scoped_session, True) as session:
-                for key, value in attrs.items():
-                    write(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
-            cached.user_attrs.update(attrs)
-            return
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+                holder.write(backend, session, trial)
 
 
 def merge_study_attr(study: optuna.Study, key: str, merge: Callable[[Any], Any]) -> Any:

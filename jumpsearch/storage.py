@@ -8,6 +8,7 @@ and whose study it is (a study another tool made in the same storage is refused,
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import random
@@ -280,7 +281,12 @@ def _open(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
 
 class _StaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a trial whose heartbeats stopped, after recording why it failed (``fail_reason``,
-    ``worker_died``: its configuration did not finish training, so the retry is no duplicate of it)."""
+    ``worker_died``: its configuration did not finish training, so the retry is no duplicate of it).
+
+    The retry does not inherit ``key`` or ``worker``: it records them when it runs, and a key recorded
+    before then would make it look, to a trial sampling the same point, like one that recorded first;
+    an old worker's name would let that worker's supervisor fail it as an orphan.
+    """
 
     def __init__(self, grace: int) -> None:
         super().__init__(max_retry=MAX_RETRY)
@@ -290,7 +296,9 @@ class _StaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
         worker = trial.user_attrs.get("worker", "its worker")
         reason = f"{worker} sent no heartbeat for {self.grace} s (killed, or its machine lost)"
         _record_on_finished(study, trial, {"fail_reason": reason, "worker_died": True})
-        super().__call__(study, trial)
+        retried = copy.deepcopy(trial)
+        retried.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("key", "worker")}
+        super().__call__(study, retried)
 
 
 def _record_on_finished(study: optuna.Study, trial: optuna.trial.FrozenTrial, attrs: dict[str, object]) -> None:

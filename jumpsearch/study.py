@@ -21,17 +21,20 @@ from typing import Any, NoReturn
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from jumpsearch.counting import candidate_key, count
+from jumpsearch.config import Candidate
+from jumpsearch.counting import Counts, candidate_key, count
 from jumpsearch.data import Dataset, load_dataset
 from jumpsearch.errors import ConfigError, JumpsearchError, StorageFailed, check_interrupted, hold_signals, interruption
 from jumpsearch.progress import SearchBar
 from jumpsearch.records import (
     appended,
     counts_as_searched,
+    held_writes,
     is_duplicate,
     is_stopped,
     merge_study_attr,
     record,
+    record_configuration,
     searched,
     spent,
     spent_training,
@@ -94,10 +97,12 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         try:
-            trial.set_user_attr("worker", WORKER)  # first: a trial this process leaves running is found by it
-            hold_signals(False)  # held since the last trial (``run_search``): from here a signal fails this one
-            check_interrupted()  # ... as does one held, or swallowed before this trial (by a finalizer, say)
-            values = self._run(trial)
+            with held_writes(trial):  # the worker, the point's parameters and its description: one write
+                trial.set_user_attr("worker", WORKER)  # a trial this process leaves running is found by it
+                hold_signals(False)  # held since the last trial (``run_search``): from here a signal fails it
+                check_interrupted()  # ... as does one held, or swallowed before this trial (by a finalizer, say)
+                described = self._describe(trial)
+            values = self._run(trial, *described)
             check_interrupted()  # ... and one swallowed in its last steps fails it rather than completing it
             return values
         except optuna.TrialPruned:
@@ -114,7 +119,8 @@ class Objective:
                                "traceback": traceback.format_exc()[-TRACEBACK_CHARS:]})  # fmt: skip
             raise
 
-    def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
+    def _describe(self, trial: optuna.Trial) -> tuple[Candidate, Counts, str, list[int] | None]:
+        """The point, what it builds and its key, recorded; rejected here when it breaks a constraint."""
         try:
             candidate = self.space.suggest(trial, self.data.input_shape, self.data.num_classes)
         except ConfigError as e:
@@ -125,8 +131,12 @@ class Objective:
         if violation:
             _reject(trial, *violation, attrs=described)
         key = candidate_key(candidate)
-        record(trial, {**described, "key": key})  # before looking for a twin: of two racing trials, one sees the other
-        twin = _twin(trial, key)
+        return candidate, counts, key, record_configuration(trial, described, key)  # before looking for a twin
+
+    def _run(
+        self, trial: optuna.Trial, candidate: Candidate, counts: Counts, key: str, earlier: list[int] | None
+    ) -> tuple[float, ...]:
+        twin = _twin(trial, key, earlier)
         if twin is not None:
             if twin.state != TrialState.COMPLETE:
                 trial.set_user_attr("duplicate_of", twin.number)
@@ -142,15 +152,17 @@ class Objective:
 
         values = {"params": counts.trainable, "flops": counts.macs}
         rungs = self.space.schedule.rungs(epochs)
-        on_rung = _Rungs(trial, key, self.space, values, records=self.rung_records)
+        curve: dict[str, float | None] = {}  # epoch → validation accuracy; with repeats, epochs count on
+        on_rung = _Rungs(trial, key, self.space, values, records=self.rung_records, curve=curve)
         schedule = {"rungs": rungs, "on_rung": on_rung} if rungs else {}
         results = []
-        curve: dict[str, float | None] = {}  # epoch → validation accuracy; with repeats, epochs count on
         for repeat in range(repeats):  # repeats and a schedule do not combine (checked with the space)
 
             def epoch_done(done: int, accuracy: float | None = None, before: int = repeat * epochs) -> None:
-                curve[str(before + done)] = None if accuracy is None else round(float(accuracy), 6)
-                trial.set_user_attr("curve", curve)  # one write an epoch: the curve, and workers' progress
+                point = _curve_point(accuracy)
+                if curve.get(str(before + done), _ABSENT) != point:  # a rung's decision wrote it with its own
+                    curve[str(before + done)] = point
+                    trial.set_user_attr("curve", curve)  # one write an epoch: the curve, and workers' progress
                 if self.on_epoch is not None:
                     self.on_epoch(trial.number, before + done, epochs * repeats)
 
@@ -185,6 +197,13 @@ class Objective:
         return tuple(float(values[o]) for o in self.space.objectives)
 
 
+_ABSENT = object()
+
+
+def _curve_point(accuracy: float | None) -> float | None:
+    return None if accuracy is None else round(float(accuracy), 6)
+
+
 def standard_error(accuracy: float, images: int) -> float:
     """The standard error of an accuracy measured on ``images`` images (binomial): the noise a
     difference between two trials must exceed to mean anything. One seed's spread comes on top."""
@@ -202,12 +221,17 @@ class _Rungs:
     counts: dict[str, float]
     recorded: dict[str, float] = field(default_factory=dict)
     records: RungRecords = field(default_factory=lambda: RungRecords())
+    curve: dict[str, float | None] | None = None  # the trial's curve: this epoch's point goes in the same write
 
     def __call__(self, epoch: int, accuracy: float) -> bool:
         check_interrupted()
         rung = str(epoch)  # JSON keys
         self.recorded[rung] = accuracy
-        self.trial.set_user_attr("rungs", dict(self.recorded))  # before reading: racing trials see each other
+        attrs: dict[str, Any] = {"rungs": dict(self.recorded)}
+        if self.curve is not None:
+            self.curve[rung] = _curve_point(accuracy)
+            attrs["curve"] = dict(self.curve)
+        record(self.trial, attrs)  # before reading: racing trials see each other
         objectives = self.space.objectives
         mine = [accuracy if o == "accuracy" else self.counts[o] for o in objectives]
         others = self.records.others(self.trial, self.key, rung, objectives)
@@ -308,18 +332,28 @@ def _may_train(trial: FrozenTrial) -> bool:
     return True
 
 
-def _twin(trial: optuna.Trial, key: str) -> FrozenTrial | None:
-    """The earliest other trial of the study that trained (or is training) the same configuration.
+def _twin(trial: optuna.Trial, key: str, earlier: list[int] | None) -> FrozenTrial | None:
+    """The trial this one defers to: the earliest other trial of the study that trained, or is training,
+    the same configuration (duplicates of it aside), earliest first.
 
-    A running twin counts only when its number is lower: of two trials that sample the same point at the
-    same moment, the first trains and the second waits for nothing.
+    ``earlier``, the trials that recorded the key before this one in a serialized order
+    (``record_configuration``): of trials that sample one point at once, exactly the first trains. Without
+    that order (a journal file), every trial recorded its key before looking, so of two racing trials at
+    least one sees the other, and a running twin counts only when its number is lower: the lower number
+    trains, unless it looked before the higher one wrote (then both train).
     """
-    for other in trial.study.get_trials(deepcopy=False):
+    if earlier is not None:
+        storage = trial.study._storage
+        others = [storage.get_trial(trial_id) for trial_id in earlier]
+    else:
+        others = sorted((t for t in trial.study.get_trials(deepcopy=False) if t.user_attrs.get("key") == key),
+                        key=lambda t: t.number)  # fmt: skip
+    for other in others:
         if other.number == trial.number or other.user_attrs.get("key") != key or not spent_training(other):
             continue
-        if other.state == TrialState.RUNNING and other.number > trial.number:
+        if is_duplicate(other):  # it defers to a trial of its own, which recorded the key before it
             continue
-        if other.state == TrialState.COMPLETE and is_duplicate(other):
+        if earlier is None and other.state == TrialState.RUNNING and other.number > trial.number:
             continue
         return other
     return None

@@ -1,13 +1,20 @@
 """What a trial records, and in how many storage writes (no training: a stand-in ``train``)."""
 
+import re
+import threading
+import warnings
+
 import numpy as np
 import optuna
 import pytest
 import sqlalchemy
+import test_workers
 import yaml
 
+from jumpsearch.errors import JumpsearchError
+from jumpsearch.records import record, record_configuration
 from jumpsearch.space import space_from_dict
-from jumpsearch.study import run_search
+from jumpsearch.study import WORKER, run_search
 from jumpsearch.training import TrainResult
 
 SPACE = """
@@ -30,32 +37,102 @@ def stand_in(candidate, data, seed=0, on_epoch=None, **_):
 
 @pytest.fixture
 def counted_writes(tmp_path):
-    """An SQLite storage, and the transactions that wrote a trial's user attributes on it."""
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/w.db")
-    writes = {"open": False, "count": 0}
+    """An SQLite storage with a heartbeat (as a worker's), and the transactions that wrote to a trial's
+    tables on it (its creation, heartbeat, state, parameters, values and attributes: every write Optuna
+    and jumpsearch make for a trial), each as the list of its statements' first words."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/w.db", heartbeat_interval=60)
+    writes = {"open": [], "log": []}
 
     @sqlalchemy.event.listens_for(storage.engine, "before_cursor_execute")
     def seen(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")) and "trial_user_attributes" in statement:
-            writes["open"] = True
+        if re.match(r"\s*(INSERT INTO|UPDATE) trial", statement, re.IGNORECASE):
+            writes["open"].append(" ".join(statement.split()[:3]).upper())
 
     @sqlalchemy.event.listens_for(storage.engine, "commit")
     def committed(conn):
-        writes["count"] += writes["open"]
-        writes["open"] = False
+        if writes["open"]:
+            writes["log"].append(writes["open"])
+        writes["open"] = []
 
     return storage, writes
 
 
+def per_trial(log: list[list[str]]) -> list[int]:
+    """The writes of each trial of a one-process search: a trial's begin with its creation."""
+    counts: list[int] = []
+    for statements in log:
+        if "INSERT INTO TRIALS" in statements:
+            counts.append(0)
+        counts[-1] += 1
+    return counts
+
+
 def test_a_trained_trial_records_everything_in_at_most_five_writes_and_one_per_epoch(counted_writes):
     storage, writes = counted_writes
-    space = space_from_dict(yaml.safe_load(SPACE))
+    searched = SPACE.replace("batch_size: 32}", "batch_size: {choice: [16, 32]}, learning_rate: {float: [0.001, 0.1]}}")
+    space = space_from_dict(yaml.safe_load(searched))  # three parameters: written together
     study = run_search(space, trials=1, storage=storage, train=stand_in)
     (trial,) = study.trials
     assert RECORDED <= set(trial.user_attrs)
     assert trial.user_attrs["curve"] == {"1": 0.51, "2": 0.52, "3": 0.53, "4": 0.54}
     assert trial.user_attrs["costs"]["train"] == [0.5] * 4
-    assert writes["count"] <= 5 + 4
+    assert per_trial(writes["log"]) == [5 + 4], writes["log"]
+
+
+def stopping_stand_in(candidate, data, seed=0, on_epoch=None, rungs=(), on_rung=None):
+    """Each later trial less accurate (the seed counts trials), scored and judged at the rungs."""
+    accuracy = 0.9 - seed / 100
+    for epoch in range(1, candidate.training.epochs + 1):
+        go = epoch not in rungs or on_rung(epoch, accuracy)
+        on_epoch(epoch, accuracy)
+        if not go:
+            return TrainResult(accuracy, 1.0, epoch, 0.5 * epoch, "cpu", stopped=True)
+    return TrainResult(accuracy, 1.0, candidate.training.epochs, 2.0, "cpu")
+
+
+def test_a_trial_stopped_at_its_first_rung_writes_at_most_six_times(counted_writes):
+    """Its creation, heartbeat, point and description, the first epoch's curve with the rung's record,
+    the result, the final state: 5 + 1 per epoch."""
+    storage, writes = counted_writes
+    raw = yaml.safe_load(SPACE.replace("batch_size: 32}", "batch_size: 32, learning_rate: {float: [0.001, 0.1]}}"))
+    raw["model"]["base_filters"] = 8  # one network: accuracy alone ranks the trials at a rung
+    raw["schedule"] = {"name": "asha", "min_epochs": 1}
+    study = run_search(space_from_dict(raw), trials=4, storage=storage, train=stopping_stand_in)
+    stopped = [t.number for t in study.trials if t.user_attrs.get("stopped_at") == 1]
+    assert stopped, [t.user_attrs for t in study.trials]
+    assert all(study.trials[n].user_attrs["curve"] == {"1": 0.9 - n / 100} for n in stopped)
+    counts = per_trial(writes["log"])
+    assert all(counts[n] <= 5 + 1 for n in stopped), (counts, writes["log"])
+
+
+def test_a_trial_s_parameters_are_written_in_one_transaction_and_read_back_as_suggested(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/p.db")
+    seen = {"open": 0, "inserts": 0, "transactions": 0}
+
+    @sqlalchemy.event.listens_for(storage.engine, "before_cursor_execute")
+    def inserted(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO TRIAL_PARAMS"):
+            rows = len(parameters) if executemany else 1
+            seen["open"] += rows
+            seen["inserts"] += rows
+
+    @sqlalchemy.event.listens_for(storage.engine, "commit")
+    def committed(conn):
+        seen["transactions"] += bool(seen["open"])
+        seen["open"] = 0
+
+    searched = SPACE.replace("batch_size: 32}", "batch_size: {choice: [16, 32]}, learning_rate: {float: [0.001, 0.1]}}")
+    run_search(space_from_dict(yaml.safe_load(searched)), trials=3, storage=storage, train=stand_in)
+    trials = optuna.load_study(study_name="writes", storage=f"sqlite:///{tmp_path}/p.db").trials
+    assert len(trials) == 3 and all(len(t.params) >= 3 for t in trials)
+    assert seen["transactions"] == 3 and seen["inserts"] == sum(len(t.params) for t in trials)
+    for trial in trials:
+        config = trial.user_attrs["config"]
+        assert trial.params["base_filters"] == config["model"]["base_filters"]
+        assert trial.params["learning_rate"] == config["training"]["learning_rate"]
+        assert trial.params["batch_size"] == config["training"]["batch_size"]
 
 
 def test_a_storage_without_transactions_of_several_attributes_records_the_same(tmp_path):
@@ -65,6 +142,58 @@ def test_a_storage_without_transactions_of_several_attributes_records_the_same(t
     (trial,) = run_search(space, trials=1, storage=journal, train=stand_in).trials
     assert RECORDED <= set(trial.user_attrs)
     assert trial.user_attrs["accuracy"] == 0.54
+
+
+def test_a_trial_that_fails_while_its_writes_are_held_keeps_its_point_and_worker(tmp_path, monkeypatch):
+    def broken(config):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("jumpsearch.study.count", broken)  # after the point is suggested, before it is recorded
+    storage = f"sqlite:///{tmp_path}/f.db"
+    with pytest.raises(JumpsearchError, match="RuntimeError: boom"):  # five in a row stop the search
+        run_search(space_from_dict(yaml.safe_load(SPACE)), trials=1, storage=storage, train=stand_in)
+    trial = optuna.load_study(study_name="writes", storage=storage).trials[0]
+    assert trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs["fail_reason"] == "RuntimeError: boom"
+    assert trial.params == {"base_filters": trial.params["base_filters"]} and trial.user_attrs["worker"] == WORKER
+
+
+def test_a_retried_stale_trial_records_its_key_and_worker_itself(tmp_path):
+    from jumpsearch.storage import _StaleTrial
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", directions=["maximize", "minimize"])
+    trial = study.ask({"base_filters": optuna.distributions.CategoricalDistribution([8, 16])})
+    record(trial, {"worker": "gone:1", "key": "net", "config": {"model": {}}})
+    study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)  # as its heartbeat check does
+    _StaleTrial(4)(study, study.trials[0])
+    failed, retry = optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{tmp_path}/s.db").trials
+    assert failed.user_attrs["worker_died"] and failed.user_attrs["key"] == "net"
+    assert retry.state == optuna.trial.TrialState.WAITING and retry.params == failed.params
+    assert retry.user_attrs == {"config": {"model": {}}}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_of_trials_recording_one_configuration_at_once_exactly_one_sees_no_twin(kind, tmp_path, request):
+    """Three workers (threads, each with its own connection) record one key at the same moment, 20 times:
+    each time one of them sees no earlier record (it trains) and the others see it."""
+    url = f"sqlite:///{tmp_path}/race.db" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    optuna.create_study(study_name="race", storage=url)
+    rounds, workers = 20, 3
+    studies = [optuna.load_study(study_name="race", storage=optuna.storages.RDBStorage(url)) for _ in range(workers)]
+    barrier = threading.Barrier(workers)
+    seen: list[list[list[int] | None]] = [[] for _ in range(rounds)]
+
+    def work(study):
+        for n in range(rounds):
+            trial = study.ask()
+            barrier.wait()
+            seen[n].append(record_configuration(trial, {"params": n}, f"net{n}"))
+
+    threads = [threading.Thread(target=work, args=(study,)) for study in studies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(sorted(map(len, records)) == [0, 1, 2] for records in seen), seen
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
@@ -134,3 +263,6 @@ def test_results_reads_the_trials_once_and_loads_only_what_it_prints(tmp_path, m
     assert len(reads) == 1 and "duplicate_of" in reads[0]
     assert 1 <= len(front) and len(set(loaded)) == len(front)
     assert "3 trained trials" in printed.err
+
+
+postgres_url = test_workers.postgres_url  # a fixture: a fresh PostgreSQL database

@@ -13,7 +13,7 @@ from optuna.trial import TrialState, create_trial
 
 from conftest import ROOT
 from jumpsearch.progress import Tally
-from jumpsearch.records import counts_as_searched, front, summary
+from jumpsearch.records import counts_as_searched, front, record_configuration, summary
 from jumpsearch.results import load_study, pareto_front
 from jumpsearch.schedule import nondominated
 from jumpsearch.space import load_space
@@ -70,12 +70,11 @@ def test_reads_after_the_first_take_only_the_trials_that_changed(large, monkeypa
     assert {t.number for t in tally.front} == {t.number for t in front(study)}
 
     trial = study.ask()  # a worker's duplicate check, then its decision at a rung
-    trial.set_user_attr("key", "net5")
-    trial.set_user_attr("params", 10_000)  # what a trial records before it trains
-    trial.set_user_attr("flops", 400_000)
     returned.clear()
-    assert _twin(trial, "net5").number == 5
-    assert _twin(trial, "absent") is None
+    earlier = record_configuration(trial, {"params": 10_000, "flops": 400_000}, "net5")  # before it trains
+    assert _twin(trial, "net5", earlier).number == 5
+    assert _twin(trial, "absent", []) is None
+    assert not returned  # one query of the records with the same key, no read of the study's trials
     records = RungRecords()  # a worker's, shared by its trials
     rungs = _Rungs(trial, "absent", space, {"params": 10_000, "flops": 400_000}, records=records)
     rungs(1, 0.7)

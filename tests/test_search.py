@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from jumpsearch import Candidate, JumpsearchError, count_params
 from jumpsearch.cli import main
-from jumpsearch.records import searched
+from jumpsearch.records import record_configuration, searched
 from jumpsearch.samplers import make_sampler
 from jumpsearch.space import load_space
 from jumpsearch.study import run_search
@@ -147,17 +147,29 @@ def test_a_configuration_sampled_again_reuses_its_result_without_training(tmp_pa
     assert "trial 1 is trial 0 again (same network and recipe): not trained" in caplog.text
 
 
-def test_of_two_trials_racing_on_one_configuration_the_first_trains(tmp_path):
+def test_of_two_trials_racing_on_one_configuration_the_first_to_record_it_trains(tmp_path):
     from jumpsearch.study import _twin
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/race.db", directions=["maximize", "minimize"])
     first, second = study.ask(), study.ask()
-    for trial in (first, second):
-        trial.set_user_attr("key", "same")
-    assert _twin(first, "same") is None  # the lower number trains
-    assert _twin(second, "same").number == first.number  # the higher one waits for nothing
-    study.tell(first, state=TrialState.FAIL)
-    assert _twin(second, "same") is None  # failed without a reason (a dead worker): trained again
+    # The higher number records first and sees no twin: it trains. The lower one records after it looked
+    # (the interleaving in which a rule by numbers trained both) and defers to it.
+    assert _twin(second, "same", record_configuration(second, {}, "same")) is None
+    assert _twin(first, "same", record_configuration(first, {}, "same")).number == second.number
+    study.tell(second, state=TrialState.FAIL)
+    assert _twin(first, "same", [second._trial_id]) is None  # failed without a reason (a dead worker): trained again
+
+
+def test_without_an_order_of_records_the_lower_number_trains(tmp_path):
+    """A journal file: no transaction to order the records by, so the rule is by numbers."""
+    from jumpsearch.study import _twin
+
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    study = optuna.create_study(storage=journal, directions=["maximize", "minimize"])
+    first, second = study.ask(), study.ask()
+    assert record_configuration(second, {}, "same") is None and record_configuration(first, {}, "same") is None
+    assert _twin(first, "same", None) is None
+    assert _twin(second, "same", None).number == first.number
 
 
 def test_samplers_continue_a_study_instead_of_replaying_it():
