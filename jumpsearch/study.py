@@ -334,7 +334,7 @@ def _may_train(trial: FrozenTrial) -> bool:
 
 def _twin(trial: optuna.Trial, key: str, earlier: list[int] | None) -> FrozenTrial | None:
     """The trial this one defers to: the earliest other trial of the study that trained, or is training,
-    the same configuration (duplicates of it aside), earliest first.
+    the same configuration (duplicates of it aside).
 
     ``earlier``, the trials that recorded the key before this one in a serialized order
     (``record_configuration``): of trials that sample one point at once, exactly the first trains. Without
