@@ -306,8 +306,8 @@ def _within_budget(trial: optuna.Trial, budget: int) -> None:
         if done + len(running) < budget:
             return
         if not said:  # a wait the user can see: a journal storage keeps a dead machine's trial running
-            logger.info("trial %d waits: trials %s may still fill the budget of %d", trial.number,
-                        ", ".join(map(str, running)), budget)  # fmt: skip
+            logger.info("trial %d waits: %s %s may still fill the budget of %d", trial.number,
+                        "trial" if len(running) == 1 else "trials", ", ".join(map(str, running)), budget)  # fmt: skip
             said = True
         check_interrupted()
         time.sleep(BUDGET_POLL_SECONDS)
