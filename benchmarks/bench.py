@@ -200,8 +200,9 @@ def stopped_trials(trials: int) -> dict:
     ``scale.py``'s to measure). Per stopped trial: build, compile, first step (the trace), the rest of the
     epoch's steps, the rung's evaluation, and the rest of its wall time (storage writes, the duplicate
     check, the rung decision); overhead is wall time over the time inside training steps (the epoch's
-    steps at the steady per-step rate). Also the storage writes per trial: transactions that wrote
-    (Optuna's reads commit too; they are not counted)."""
+    steps at the steady per-step rate); and the seconds between the last trial's end and its start. Also
+    the storage writes per trial: transactions that wrote (Optuna's reads commit too; they are not
+    counted)."""
     import sqlalchemy
 
     from jumpsearch.records import is_stopped
@@ -227,12 +228,14 @@ def stopped_trials(trials: int) -> dict:
         sqlalchemy.event.listen(sqlalchemy.engine.Engine, name, listener)
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
             study = run_search(space, trials=trials, storage=f"sqlite:///{tmp}/stopped.db")
+            search_seconds = time.perf_counter() - start
     finally:
         for name, listener in listeners:
             sqlalchemy.event.remove(sqlalchemy.engine.Engine, name, listener)
     rows = []
-    for t in study.trials:
+    for before, t in zip(study.trials, study.trials[1:], strict=False):
         if not is_stopped(t) or t.user_attrs.get("stopped_at") != 1:
             continue
         costs = t.user_attrs["costs"]
@@ -242,10 +245,14 @@ def stopped_trials(trials: int) -> dict:
         parts = {k: costs[k] for k in ("build", "compile", "first_step")}
         parts.update(other_steps=costs["train"][0], rung_evaluation=costs["evaluate"][0])
         parts["search_loop"] = wall - sum(parts.values())  # sampler, storage writes, rung decision
-        rows.append({**parts, "wall": wall, "overhead": wall / in_steps})
+        # Between the last trial's end and this one's start: Optuna's collection after each trial, the
+        # sampler's proposal and the trial's creation; a cost of the search, outside the trial's wall time.
+        between = (t.datetime_start - before.datetime_complete).total_seconds()
+        rows.append({**parts, "wall": wall, "overhead": wall / in_steps, "between_trials": between})
     medians = {k: round(statistics.median(r[k] for r in rows), 4) for k in rows[0]} if rows else {}
     return {"trials": len(study.trials), "stopped_at_1": len(rows), "median_seconds": medians,
-            "writes_per_trial": round(writes[0] / len(study.trials), 1)}  # fmt: skip
+            "writes_per_trial": round(writes[0] / len(study.trials), 1),
+            "search_seconds": round(search_seconds, 1)}  # fmt: skip
 
 
 def main() -> None:

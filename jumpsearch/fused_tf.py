@@ -1,13 +1,18 @@
-"""Fused optimizer updates for the TensorFlow backend: a smaller graph to trace for each brief trial.
+"""Fused optimizer updates and batch normalization for the TensorFlow backend: a smaller graph to trace
+for each brief trial.
 
 Keras writes every optimizer update as a dozen small ops per variable; for the small models of a search,
 tracing those ops (and the per-variable ``tf.distribute`` bookkeeping around them) was 40% of a trial's
 first-epoch cost. TensorFlow has one fused kernel per variable for the same update rules
 (``ResourceApplyAdam``, ``ResourceApplyKerasMomentum``), which compute the same formulas as Keras 3's
-``Adam`` and ``SGD`` (the tests hold them equal to float rounding). They are used for a search's brief
-trials only, and only where Keras runs on TensorFlow (``optimizers.make_optimizer`` decides): they bypass
-``tf.distribute`` (a search worker runs one device, without a strategy), and a model saved by
-``jumpsearch train`` keeps a stock Keras optimizer that any Keras, on any backend, loads.
+``Adam`` and ``SGD`` (the tests hold them equal to float rounding). Keras 3's batch normalization is
+likewise a dozen ops forward and twice that backward, where TensorFlow has one kernel each way
+(``FusedBatchNormV3`` and its gradient); it was most of what remained of the forward pass's trace.
+
+They are used for a search's brief trials only, and only where Keras runs on TensorFlow
+(``optimizers.make_optimizer`` and ``models.build_model`` decide): they bypass ``tf.distribute`` (a search
+worker runs one device, without a strategy), and a model saved by ``jumpsearch train`` keeps stock Keras
+layers and optimizer that any Keras, on any backend, loads.
 """
 
 from __future__ import annotations
@@ -86,3 +91,41 @@ class FusedSGD(_Fused, keras.optimizers.SGD):
 
 
 FUSED = {"adam": FusedAdam, "adamw": FusedAdamW, "sgd": FusedSGD}
+
+_NO_STATISTICS = tf.constant([], tf.float32)  # training: the kernel computes the batch's own
+
+
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """Keras's batch normalization, computed by TensorFlow's fused kernel for the case a template builds
+    (4-D channels-last input, scale and offset, no mask or renormalization; anything else is Keras's).
+
+    The same formulas as the stock layer: the batch is normalized by its biased variance, and the moving
+    statistics follow Keras's update, ``moving * momentum + batch * (1 - momentum)``, with the biased
+    variance too (the kernel returns the unbiased one, n / (n - 1) times larger: it is scaled back).
+    """
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        if mask is not None or self.renorm or len(inputs.shape) != 4 or self.axis not in (-1, 3):
+            return super().call(inputs, training=training, mask=mask)
+        if not (self.center and self.scale):
+            return super().call(inputs, training=training, mask=mask)
+        x = tf.cast(inputs, tf.float32)  # as the stock layer: statistics in float32 under mixed precision
+        gamma, beta = _tf_variable(self.gamma), _tf_variable(self.beta)
+        moving_mean, moving_variance = _tf_variable(self.moving_mean), _tf_variable(self.moving_variance)
+        if training and self.trainable:
+            y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=x, scale=gamma, offset=beta, mean=_NO_STATISTICS, variance=_NO_STATISTICS,
+                epsilon=self.epsilon, data_format="NHWC", is_training=True,
+            )  # fmt: skip
+            shape = tf.shape(x)
+            n = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
+            variance = variance * ((n - 1.0) / n)
+            momentum = self.momentum
+            moving_mean.assign(moving_mean * momentum + mean * (1.0 - momentum))
+            moving_variance.assign(moving_variance * momentum + variance * (1.0 - momentum))
+        else:
+            y, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=x, scale=gamma, offset=beta, mean=moving_mean, variance=moving_variance,
+                epsilon=self.epsilon, data_format="NHWC", is_training=False,
+            )  # fmt: skip
+        return tf.cast(y, self.compute_dtype)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -12,7 +13,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from jumpsearch.config import Candidate
 from jumpsearch.counting import Counts, candidate_key, count
 from jumpsearch.data import Dataset, load_dataset
+from jumpsearch.device import setup_device
 from jumpsearch.errors import ConfigError, JumpsearchError, StorageFailed, check_interrupted, hold_signals, interruption
 from jumpsearch.progress import SearchBar
 from jumpsearch.records import (
@@ -53,6 +55,20 @@ from jumpsearch.storage import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def long_lived_frozen() -> Iterator[None]:
+    """Keep the process's long-lived objects (the backend's modules, the data set) out of the full
+    collection that ends every trial (Optuna's ``gc_after_trial``, which frees the last network's graph):
+    they are most of what a collection would walk, and walking them cost 0.19 s of a 1.6 s stopped trial
+    on a 2-core CPU. Undone when the search returns, so a caller's process keeps its usual collector."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def worker_name(pid: int) -> str:
@@ -585,9 +601,12 @@ def run_search(
         finally:
             hold_signals(True)  # until the next trial's objective starts: see ``hold_signals``
 
+    if train is None:
+        setup_device()  # the backend's modules are imported before they are frozen
     hold_signals(True)  # the first trial's start, as every next one's
     try:
-        study.optimize(held_after, timeout=timeout, callbacks=[watch], catch=(Exception,), gc_after_trial=True)
+        with long_lived_frozen():
+            study.optimize(held_after, timeout=timeout, callbacks=[watch], catch=(Exception,), gc_after_trial=True)
         check_interrupted()  # one held after the last trial
     except (StorageFailed, Exception, KeyboardInterrupt) as e:
         stop = interruption(e)  # a signal, whatever error it became where it landed

@@ -206,6 +206,25 @@ def test_training_seeds_and_progress_reach_the_trainer(tmp_path, write_space):
     assert all(len(t.user_attrs["curve"]) == 1 for t in study.trials if t.state == TrialState.COMPLETE)
 
 
+def test_the_search_keeps_long_lived_objects_out_of_each_trials_collection(tmp_path, write_space):
+    """Each trial ends with a full collection; what the process held before the search (modules, the
+    data set) is frozen out of it for the search, and given back to the collector when it returns."""
+    import gc
+
+    space = load_space(write_space())
+    held = [space]  # made before the search; the collector tracks it
+    collected = []
+
+    def train(candidate, data, seed, on_epoch=None):
+        collected.append(any(o is held for o in gc.get_objects()))  # the generations a collection walks
+        return TrainResult(0.5, 1.0, 1, 0.1, "CPU")
+
+    assert any(o is held for o in gc.get_objects())
+    run_search(space, trials=2, storage=f"sqlite:///{tmp_path}/s.db", train=train)
+    assert collected == [False, False]
+    assert any(o is held for o in gc.get_objects()) and gc.get_freeze_count() == 0
+
+
 def test_ablate_runs_each_family_and_writes_the_comparison(tmp_path, monkeypatch, write_space, capsys):
     monkeypatch.chdir(tmp_path)
     space = write_space(

@@ -78,6 +78,55 @@ def test_fused_updates_follow_the_keras_optimizer(digits, optimizer, weight_deca
         np.testing.assert_allclose(fused_weight, stock_weight, rtol=1e-4, atol=1e-6)
 
 
+def test_fused_batch_norm_follows_the_keras_layer(digits):
+    """The same weights, outputs and moving statistics as Keras's layer, to float rounding, after five
+    training steps (the moving variance is Keras's biased one, not the kernel's unbiased one)."""
+    import numpy as np
+
+    from jumpsearch.fused_tf import FusedBatchNormalization
+
+    weights, outputs, kinds = {}, {}, {}
+    for fused in (False, True):
+        keras.utils.set_random_seed(0)
+        model = build_model(tiny().model, fused=fused)
+        kinds[fused] = {type(layer) for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+        model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+        for step in range(5):
+            model.train_on_batch(
+                digits.x_train[32 * step : 32 * (step + 1)], digits.y_train[32 * step : 32 * (step + 1)]
+            )
+        weights[fused] = [w.numpy() for w in model.weights]
+        outputs[fused] = [model(digits.x_val[:64], training=training).numpy() for training in (False, True)]
+    assert kinds == {False: {keras.layers.BatchNormalization}, True: {FusedBatchNormalization}}
+    moving = [w for w, v in zip(weights[True], model.weights, strict=True) if "moving_variance" in v.path]
+    assert moving and not any(np.allclose(w, 1.0) for w in moving)  # the statistics did move
+    for fused_weight, stock_weight in zip(weights[True], weights[False], strict=True):
+        np.testing.assert_allclose(fused_weight, stock_weight, rtol=1e-4, atol=1e-6)
+    for fused_output, stock_output in zip(outputs[True], outputs[False], strict=True):
+        np.testing.assert_allclose(fused_output, stock_output, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_batch_norm_runs_as_on_a_gpu(digits):
+    """Under XLA and mixed precision (float16 convolutions, batch norms computed in float32), as a GPU
+    trial runs; one SGD step (Adam's first step divides by the gradient's size, which turns last-place
+    rounding of a near-zero gradient into a whole step)."""
+    import numpy as np
+
+    weights = {}
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        for fused in (False, True):
+            keras.utils.set_random_seed(0)
+            model = build_model(tiny().model, fused=fused)
+            model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy", jit_compile=True)
+            model.train_on_batch(digits.x_train[:32], digits.y_train[:32])
+            weights[fused] = [w.numpy() for w in model.weights]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for fused_weight, stock_weight in zip(weights[True], weights[False], strict=True):
+        np.testing.assert_allclose(fused_weight, stock_weight, rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_fused_updates_run_as_on_a_gpu(digits, optimizer):
     """A GPU trial compiles with XLA and mixed precision (a loss-scale optimizer around the fused one);

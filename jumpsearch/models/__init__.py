@@ -9,8 +9,10 @@ from jumpsearch.config import FAMILIES, ModelConfig
 from jumpsearch.models import densenet, jumpnet, resnet_v2  # noqa: F401  (each registers its families)
 
 
-def build_model(config: ModelConfig) -> Any:
-    """Build the uncompiled ``keras.Model`` of a configuration.
+def build_model(config: ModelConfig, fused: bool = False) -> Any:
+    """Build the uncompiled ``keras.Model`` of a configuration. ``fused`` asks for batch normalization as
+    one TensorFlow kernel each way, where Keras runs on TensorFlow: the same weights and formulas and a
+    smaller graph to trace, for brief trials; a model to save keeps Keras's own layer.
 
     Example:
         >>> from jumpsearch import build_model, canonical_config
@@ -26,5 +28,5 @@ def build_model(config: ModelConfig) -> Any:
     from jumpsearch.models._ops import KerasOps
 
     inputs = keras.Input(shape=config.input_shape)
-    outputs = FAMILIES[config.family].template(KerasOps(), config, inputs)
+    outputs = FAMILIES[config.family].template(KerasOps(fused), config, inputs)
     return keras.Model(inputs, outputs, name=config.family)

@@ -134,12 +134,19 @@ class TraceOps:
 
 
 class KerasOps:
-    """Builds Keras layers: bias-free 'same' convolutions, plain BatchNormalization."""
+    """Builds Keras layers: bias-free 'same' convolutions, plain BatchNormalization (``fused``: its
+    TensorFlow-kernel twin, same weights and formulas, where Keras runs on TensorFlow)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fused: bool = False) -> None:
+        import keras
         from keras import layers
 
         self.layers = layers
+        self.batch_norm = layers.BatchNormalization
+        if fused and keras.config.backend() == "tensorflow":
+            from jumpsearch.fused_tf import FusedBatchNormalization
+
+            self.batch_norm = FusedBatchNormalization
 
     def conv(self, x: Any, filters: int, kernel: int, stride: int = 1) -> Any:
         return self.layers.Conv2D(
@@ -149,7 +156,7 @@ class KerasOps:
     def bn(self, x: Any) -> Any:
         # momentum 0.9 (not Keras's 0.99): brief trials run a few hundred steps, and with 0.99 the moving
         # statistics used at validation would still mostly be their initial values.
-        return self.layers.BatchNormalization(momentum=0.9)(x)
+        return self.batch_norm(momentum=0.9)(x)
 
     def relu(self, x: Any) -> Any:
         return self.layers.ReLU()(x)
