@@ -11,16 +11,17 @@ highest expected hypervolume improvement per predicted second:
   with the process's mean and deviation has a closed form: the expected improvement of Jones, Schonlau
   & Welch (1998), integrated over the count axes, cell by cell of the front's staircase;
 - divided by the trial's predicted seconds (expected improvement per second: Snoek, Larochelle & Adams,
-  "Practical Bayesian Optimization of Machine Learning Algorithms", 2012), a line fitted to the trials'
-  recorded seconds against their FLOPs times the images they trained.
+  "Practical Bayesian Optimization of Machine Learning Algorithms", 2012), a line fitted to the latest
+  1,000 trials' recorded seconds against their FLOPs times the images they trained.
 
 Running trials stand in the front at their predicted accuracy ("kriging believer": Ginsbourger, Le Riche
 & Carraro, 2010), so that parallel workers spread out; their networks, and those already trained, are
 not proposed again (a trial names its network a few milliseconds after its proposal: two workers
 proposing at the same moment may pick the same point, and the later trial is then a duplicate, at no
 training cost). A trial the schedule stopped enters the model at its last accuracy plus the gain
-that trials trained to the end made from that epoch on. The first ``n_startup_trials`` points spread along
-the params axis instead: each is the candidate farthest, in log params, from every trial so far.
+that trials trained to the end (the latest 1,000) made from that epoch on. The first
+``n_startup_trials`` points spread along the params axis instead: each is the candidate farthest, in log
+params, from every trial so far.
 
 The hypervolume it improves puts each count on a log scale, from 0 at the smallest count among the
 candidates and trials to 1 at the space's limit (``max_params``, ``max_flops``; without one, or below
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 ENUMERATED = 4096  # a finite space up to this many points is scored whole (each point counted once)
 MAX_OBSERVATIONS = 300  # trials the process is fitted on (the front's, then the latest): bounded cost
+RECENT = 1000  # latest trials that set the seconds line and the gains to the end: bounded cost
 CACHED_POINTS = 50_000  # points counted, kept for the next proposals
 
 
@@ -193,11 +195,11 @@ class EHVISampler(BaseSampler):
         complete = [t for t in finished if not is_stopped(t)]
         if not complete:
             return _spread(pool, [t for t in trials if spent_training(t)], rng)
-        gains = _gains_to_the_end(complete)
+        gains = _gains_to_the_end(complete[-RECENT:])
+        front = set(_front_numbers(complete, counted))
         observed = sorted(complete, key=lambda t: t.number)
         observed += [t for t in finished if is_stopped(t)]
         if len(observed) > MAX_OBSERVATIONS:  # the front's trials (evenly spaced if too many), the latest others
-            front = set(_front_numbers(complete, counted))
             rest = sorted((t for t in observed if t.number not in front), key=lambda t: t.number)
             observed = [t for t in observed if t.number in front]
             observed = observed[:: math.ceil(len(observed) / MAX_OBSERVATIONS)]
@@ -210,8 +212,9 @@ class EHVISampler(BaseSampler):
         model = _fit(np.array([encode(t.params, _counts_of(t)) for t in observed]), y, rng)
         candidates = np.array([encode(d.used, d.counts) for _, d in pool])
         mean, std = _predict(model, candidates)
-        front_counts = [[scales[o](t.user_attrs[o]) for o in counted] for t in complete]
-        front_accuracy = [float(t.user_attrs["accuracy"]) for t in complete]
+        members = [t for t in complete if t.number in front]  # dominated trials change no cell of the staircase
+        front_counts = [[scales[o](t.user_attrs[o]) for o in counted] for t in members]
+        front_accuracy = [float(t.user_attrs["accuracy"]) for t in members]
         if running:  # the kriging believer: running trials at their predicted accuracy
             guess, _ = _predict(model, np.array([encode(t.params, _counts_of(t)) for t in running]))
             front_counts += [[scales[o](t.user_attrs[o]) for o in counted] for t in running]
@@ -219,7 +222,7 @@ class EHVISampler(BaseSampler):
         pool_counts = np.array([[scales[o](d.counts[o]) for o in counted] for _, d in pool], dtype=float)
         improvement = expected_improvement(pool_counts, mean, std, np.array(front_counts, dtype=float),
                                            np.array(front_accuracy))  # fmt: skip
-        seconds = _seconds(finished, [d.work for _, d in pool]) if self._per_second else np.ones(len(pool))
+        seconds = _seconds(finished[-RECENT:], [d.work for _, d in pool]) if self._per_second else np.ones(len(pool))
         score = improvement / seconds
         ties = np.flatnonzero(score >= score.max() - 1e-12 * abs(score.max()))
         return int(ties[rng.randint(len(ties))])

@@ -204,6 +204,52 @@ def test_a_trial_s_seconds_are_predicted_from_the_recorded_ones():
     assert _seconds(finished[:1], [5.0, 15.0]).tolist() == pytest.approx([1.5, 2.5])  # too few: relative work
 
 
+def test_dominated_points_change_no_improvement():
+    """The proposal hands the improvement the front alone (with running trials), not every trial."""
+    from jumpsearch.ehvi import _nondominated
+
+    rng = np.random.default_rng(1)
+    front_counts, front_accuracy = rng.uniform(0, 1, (200, 2)), rng.uniform(0.3, 0.9, 200)
+    counts, mean, std = rng.uniform(0, 1, (50, 2)), rng.uniform(0.5, 0.95, 50), rng.uniform(0.01, 0.1, 50)
+    keep = _nondominated(front_counts, front_accuracy)
+    assert 0 < keep.sum() < 50
+    everything = expected_improvement(counts, mean, std, front_counts, front_accuracy)
+    front = expected_improvement(counts, mean, std, front_counts[keep], front_accuracy[keep])
+    np.testing.assert_allclose(front, everything, rtol=1e-12)
+
+
+def test_a_proposal_reads_the_latest_trials_for_seconds_and_gains(monkeypatch):
+    """What grows with the study is bounded: the seconds line and the gains to the end read the latest
+    ``RECENT`` trials, and the improvement the front's."""
+    import jumpsearch.ehvi as ehvi
+
+    seen = {"seconds": [], "gains": [], "front": []}
+    real = {name: getattr(ehvi, name) for name in ("_seconds", "_gains_to_the_end", "expected_improvement")}
+
+    def seconds(trials, work):
+        seen["seconds"].append([t.number for t in trials])
+        return real["_seconds"](trials, work)
+
+    def gains(complete):
+        seen["gains"].append([t.number for t in complete])
+        return real["_gains_to_the_end"](complete)
+
+    def improvement(counts, mean, std, front_counts, front_accuracy):
+        seen["front"].append(len(front_accuracy))
+        return real["expected_improvement"](counts, mean, std, front_counts, front_accuracy)
+
+    monkeypatch.setattr(ehvi, "RECENT", 4)
+    monkeypatch.setattr(ehvi, "_seconds", seconds)
+    monkeypatch.setattr(ehvi, "_gains_to_the_end", gains)
+    monkeypatch.setattr(ehvi, "expected_improvement", improvement)
+    study = search(5, trials=12)
+    last = study.trials[-1].number
+    assert max(map(len, seen["seconds"])) == 4 and max(map(len, seen["gains"])) == 4
+    assert seen["seconds"][-1] == sorted(seen["seconds"][-1]) and seen["seconds"][-1][-1] == last - 1
+    complete = [t for t in study.trials[:-1] if t.state == optuna.trial.TrialState.COMPLETE]
+    assert 0 < seen["front"][-1] < len(complete)
+
+
 def test_a_point_the_model_code_cannot_count_is_left_out_and_said_once(monkeypatch, caplog):
     """A bug in a family's code must not silently turn every proposal random: its first error is a warning."""
     import jumpsearch.counting
