@@ -92,12 +92,12 @@ class FusedSGD(_Fused, keras.optimizers.SGD):
 
 FUSED = {"adam": FusedAdam, "adamw": FusedAdamW, "sgd": FusedSGD}
 
-_NO_STATISTICS = tf.constant([], tf.float32)  # training: the kernel computes the batch's own
 
-
+@keras.saving.register_keras_serializable(package="jumpsearch")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
     """Keras's batch normalization, computed by TensorFlow's fused kernel for the case a template builds
-    (4-D channels-last input, scale and offset, no mask or renormalization; anything else is Keras's).
+    (4-D channels-last input, float32 weights, scale and offset; anything else — a mask, renormalization,
+    synchronized statistics — is Keras's own code).
 
     The same formulas as the stock layer: the batch is normalized by its biased variance, and the moving
     statistics follow Keras's update, ``moving * momentum + batch * (1 - momentum)``, with the biased
@@ -105,16 +105,16 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
-        if mask is not None or self.renorm or len(inputs.shape) != 4 or self.axis not in (-1, 3):
-            return super().call(inputs, training=training, mask=mask)
-        if not (self.center and self.scale):
+        stock = mask is not None or self.renorm or self.synchronized or not (self.center and self.scale)
+        if stock or len(inputs.shape) != 4 or self.axis not in (-1, 3) or self.variable_dtype != "float32":
             return super().call(inputs, training=training, mask=mask)
         x = tf.cast(inputs, tf.float32)  # as the stock layer: statistics in float32 under mixed precision
         gamma, beta = _tf_variable(self.gamma), _tf_variable(self.beta)
         moving_mean, moving_variance = _tf_variable(self.moving_mean), _tf_variable(self.moving_variance)
         if training and self.trainable:
+            none = tf.constant([], tf.float32)  # no statistics given: the kernel computes the batch's own
             y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=gamma, offset=beta, mean=_NO_STATISTICS, variance=_NO_STATISTICS,
+                x=x, scale=gamma, offset=beta, mean=none, variance=none,
                 epsilon=self.epsilon, data_format="NHWC", is_training=True,
             )  # fmt: skip
             shape = tf.shape(x)

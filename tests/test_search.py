@@ -225,6 +225,33 @@ def test_the_search_keeps_long_lived_objects_out_of_each_trials_collection(tmp_p
     assert any(o is held for o in gc.get_objects()) and gc.get_freeze_count() == 0
 
 
+def test_concurrent_searches_share_one_freeze_and_a_callers_own_is_kept():
+    """Searches in threads (the tabulated benchmark runs several): the first one in freezes, the last one
+    out unfreezes; a process that froze its objects itself keeps them frozen."""
+    import gc
+
+    from jumpsearch.study import long_lived_frozen
+
+    def tracked(obj):
+        return any(o is obj for o in gc.get_objects())
+
+    held = [object()]
+    first, second = long_lived_frozen(), long_lived_frozen()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert not tracked(held)  # the second search still runs
+    second.__exit__(None, None, None)
+    assert tracked(held) and gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        with long_lived_frozen():
+            pass
+        assert not tracked(held)  # the caller's freeze stands
+    finally:
+        gc.unfreeze()
+
+
 def test_ablate_runs_each_family_and_writes_the_comparison(tmp_path, monkeypatch, write_space, capsys):
     monkeypatch.chdir(tmp_path)
     space = write_space(

@@ -106,6 +106,39 @@ def test_fused_batch_norm_follows_the_keras_layer(digits):
         np.testing.assert_allclose(fused_output, stock_output, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fused_batch_norm_layer_matches_keras_on_a_small_batch(jit_compile):
+    """One layer, 16 values per channel (the moving variance's n / (n - 1) is 7% here, not 0.05% as in a
+    model): output, moving statistics and gradients, eagerly and under XLA."""
+    import numpy as np
+    import tensorflow as tf
+
+    from jumpsearch.fused_tf import FusedBatchNormalization
+
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (4, 2, 2, 3)), tf.float32)
+    weights = tf.reshape(tf.range(48, dtype=tf.float32) / 48.0, x.shape)  # a loss the normalization does not cancel
+    got = {}
+    for kind in (keras.layers.BatchNormalization, FusedBatchNormalization):
+        layer = kind(momentum=0.9)
+        layer.build(x.shape)
+        layer.gamma.assign([0.5, 1.0, 2.0])
+        layer.beta.assign([0.1, -0.2, 0.3])
+
+        @tf.function(jit_compile=jit_compile)
+        def step(x, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(y * weights) + tf.reduce_sum(y**3)
+            return y, tape.gradient(loss, [x, layer.gamma, layer.beta])
+
+        y, grads = step(x)
+        inference = layer(x, training=False)
+        got[kind] = [y, *grads, layer.moving_mean, layer.moving_variance, inference]
+    for fused, stock in zip(got[FusedBatchNormalization], got[keras.layers.BatchNormalization], strict=True):
+        np.testing.assert_allclose(np.asarray(fused), np.asarray(stock), rtol=1e-5, atol=1e-5)
+
+
 def test_fused_batch_norm_runs_as_on_a_gpu(digits):
     """Under XLA and mixed precision (float16 convolutions, batch norms computed in float32), as a GPU
     trial runs; one SGD step (Adam's first step divides by the gradient's size, which turns last-place
