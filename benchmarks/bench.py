@@ -194,9 +194,10 @@ def digits_search(trials: int) -> dict:
     return {"trials": done, "seconds": round(seconds, 1), "trials_per_minute": round(60 * done / seconds, 2)}
 
 
-def stopped_trials(trials: int) -> dict:
+def stopped_trials(trials: int, space_file: str = "digits.yaml", data_dir: str | None = None) -> dict:
     """Where the seconds of a trial stopped at its first rung go, on the search's own path: the digits
-    space under ``asha`` from epoch 1, one process, SQLite, random sampling (a sampler's proposal is
+    space (or ``space_file`` of ``search_spaces``, its data in ``data_dir``) under ``asha`` from epoch 1,
+    one process, SQLite, random sampling (a sampler's proposal is
     ``scale.py``'s to measure). Per stopped trial: build, compile, first step (the trace), the rest of the
     epoch's steps, the rung's evaluation, and the rest of its wall time (storage writes, the duplicate
     check, the rung decision); overhead is wall time over the time inside training steps (the epoch's
@@ -208,9 +209,9 @@ def stopped_trials(trials: int) -> dict:
     from jumpsearch.records import is_stopped
     from jumpsearch.space import read_yaml, space_from_dict
 
-    raw = read_yaml(ROOT / "search_spaces" / "digits.yaml")
+    raw = read_yaml(ROOT / "search_spaces" / space_file)
     raw.update(schedule={"name": "asha", "min_epochs": 1}, sampler={"name": "random"})
-    space = space_from_dict(raw, "digits.yaml with asha from epoch 1, random sampling")
+    space = space_from_dict(raw, f"{space_file} with asha from epoch 1, random sampling")
     writing: set[int] = set()  # connections inside a transaction that wrote
     writes = [0]
 
@@ -229,7 +230,7 @@ def stopped_trials(trials: int) -> dict:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            study = run_search(space, trials=trials, storage=f"sqlite:///{tmp}/stopped.db")
+            study = run_search(space, trials=trials, storage=f"sqlite:///{tmp}/stopped.db", data_dir=data_dir)
             search_seconds = time.perf_counter() - start
     finally:
         for name, listener in listeners:
