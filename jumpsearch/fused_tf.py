@@ -7,7 +7,8 @@ first-epoch cost. TensorFlow has one fused kernel per variable for the same upda
 (``ResourceApplyAdam``, ``ResourceApplyKerasMomentum``), which compute the same formulas as Keras 3's
 ``Adam`` and ``SGD`` (the tests hold them equal to float rounding). Keras 3's batch normalization is
 likewise a dozen ops forward and twice that backward, where TensorFlow has one kernel each way
-(``FusedBatchNormV3`` and its gradient); it was most of what remained of the forward pass's trace.
+(``FusedBatchNorm`` and its gradient), which also updates the moving statistics; it was most of what
+remained of the forward pass's trace.
 
 They are used for a search's brief trials only, and only where Keras runs on TensorFlow
 (``optimizers.make_optimizer`` and ``models.build_model`` decide): they bypass ``tf.distribute`` (a search
@@ -93,6 +94,16 @@ class FusedSGD(_Fused, keras.optimizers.SGD):
 FUSED = {"adam": FusedAdam, "adamw": FusedAdamW, "sgd": FusedSGD}
 
 
+def _biased(x: tf.Tensor) -> tf.Tensor | float:
+    """(n - 1) / n for the n values per channel of a 4-D batch: a number where its shape is known when
+    traced (no shape ops in the graph), else a tensor."""
+    if x.shape[:3].is_fully_defined():
+        n = x.shape[0] * x.shape[1] * x.shape[2]
+        return (n - 1) / n
+    n = tf.cast(tf.size(x), tf.float32) / x.shape[3]
+    return (n - 1.0) / n
+
+
 @keras.saving.register_keras_serializable(package="jumpsearch")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
     """Keras's batch normalization, computed by TensorFlow's fused kernel for the case a template builds
@@ -101,7 +112,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
     The same formulas as the stock layer: the batch is normalized by its biased variance, and the moving
     statistics follow Keras's update, ``moving * momentum + batch * (1 - momentum)``, with the biased
-    variance too (the kernel returns the unbiased one, n / (n - 1) times larger: it is scaled back).
+    variance too (the kernel's update uses the unbiased one, n / (n - 1) times larger: it is scaled back).
     """
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
@@ -112,19 +123,21 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         gamma, beta = _tf_variable(self.gamma), _tf_variable(self.beta)
         moving_mean, moving_variance = _tf_variable(self.moving_mean), _tf_variable(self.moving_variance)
         if training and self.trainable:
-            none = tf.constant([], tf.float32)  # no statistics given: the kernel computes the batch's own
-            y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=gamma, offset=beta, mean=none, variance=none,
-                epsilon=self.epsilon, data_format="NHWC", is_training=True,
+            # The kernel also makes the moving statistics, running * (1 - f) + batch * f with f = 1 -
+            # momentum (Keras's update), but from the batch's unbiased variance, n / (n - 1) times the biased
+            # one Keras uses: handed the moving variance divided by c = (n - 1) / n, c times its result is
+            # Keras's. Version 1 of the kernel: TensorFlow's tape knows that its gradient ignores the
+            # statistics and makes no zeros for them. 15 ops per layer to trace (47 with the update apart).
+            c = _biased(x)
+            y, mean, variance, *_ = tf.raw_ops.FusedBatchNorm(
+                x=x, scale=gamma, offset=beta, mean=moving_mean, variance=moving_variance / c,
+                epsilon=self.epsilon, exponential_avg_factor=1.0 - self.momentum, data_format="NHWC",
+                is_training=True,
             )  # fmt: skip
-            shape = tf.shape(x)
-            n = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
-            variance = variance * ((n - 1.0) / n)
-            momentum = self.momentum
-            moving_mean.assign(moving_mean * momentum + mean * (1.0 - momentum))
-            moving_variance.assign(moving_variance * momentum + variance * (1.0 - momentum))
+            moving_mean.assign(mean)
+            moving_variance.assign(variance * c)
         else:
-            y, *_ = tf.raw_ops.FusedBatchNormV3(
+            y, *_ = tf.raw_ops.FusedBatchNorm(
                 x=x, scale=gamma, offset=beta, mean=moving_mean, variance=moving_variance,
                 epsilon=self.epsilon, data_format="NHWC", is_training=False,
             )  # fmt: skip

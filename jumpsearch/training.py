@@ -56,7 +56,9 @@ _pipeline: dict[int, tuple[Dataset, object]] = {}
 
 def _tensorflow_examples(data: Dataset, batch_size: int, seed: int):  # -> tf.data.Dataset
     """TensorFlow's own input path: the training part as a tf.data source made once per worker (and
-    reused by every trial), shuffled, repeated and prefetched on TensorFlow's threads."""
+    reused by every trial), shuffled, repeated and prefetched on TensorFlow's threads. Repeated, every
+    batch is full: saying so (``drop_remainder``) gives the traced train step a known batch size, so
+    shapes are constants in its graph instead of ops."""
     import tensorflow as tf
 
     if id(data) not in _pipeline:
@@ -64,7 +66,7 @@ def _tensorflow_examples(data: Dataset, batch_size: int, seed: int):  # -> tf.da
         _pipeline[id(data)] = (data, tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train)))
     source: Any = _pipeline[id(data)][1]
     shuffled = source.shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
-    return shuffled.repeat().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return shuffled.repeat().batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def evaluate(model, x, y, batch_size: int = 1024) -> tuple[float, float]:  # model: keras.Model

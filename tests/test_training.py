@@ -107,9 +107,11 @@ def test_fused_batch_norm_follows_the_keras_layer(digits):
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
-def test_fused_batch_norm_layer_matches_keras_on_a_small_batch(jit_compile):
+@pytest.mark.parametrize("batch_known", [True, False])
+def test_fused_batch_norm_layer_matches_keras_on_a_small_batch(jit_compile, batch_known):
     """One layer, 16 values per channel (the moving variance's n / (n - 1) is 7% here, not 0.05% as in a
-    model): output, moving statistics and gradients, eagerly and under XLA."""
+    model): output, moving statistics and gradients, eagerly and under XLA, traced with the batch size
+    known (n a number) or not (n computed in the graph)."""
     import numpy as np
     import tensorflow as tf
 
@@ -124,7 +126,7 @@ def test_fused_batch_norm_layer_matches_keras_on_a_small_batch(jit_compile):
         layer.gamma.assign([0.5, 1.0, 2.0])
         layer.beta.assign([0.1, -0.2, 0.3])
 
-        @tf.function(jit_compile=jit_compile)
+        @tf.function(jit_compile=jit_compile, input_signature=[tf.TensorSpec((4 if batch_known else None, 2, 2, 3))])
         def step(x, layer=layer):
             with tf.GradientTape() as tape:
                 tape.watch(x)
