@@ -210,7 +210,7 @@ def _results(args: argparse.Namespace) -> int:
                 raise JumpsearchError("--parquet needs pyarrow: pip install 'jumpsearch[parquet]'") from None
             print(f"wrote {args.parquet} ({len(table)} trials)")
         return 0
-    with snapshot():  # the trials read once, for the summary and the front
+    with snapshot():  # where the storage cannot count (a journal), the trials read once for both
         line = summary(study)
         front = pareto_front(study, [b.trial for b in _picked(args, study)])
     print(f"study {study.study_name!r}: {line}", file=sys.stderr)

@@ -3,9 +3,10 @@ without loading whole trials.
 
 A process that opens a study to print its front (``jumpsearch results``, ``export``) would otherwise
 load every trial with all it records (its configuration, learning curve, costs): seconds at 10,000
-trials, for a front of a few dozen. On a relational storage two queries select what the front and the
-summary need; the front's trials are then loaded one by one. Other storages (journal files, Redis) have
-no selective read: their trials are loaded once, as Optuna loads them.
+trials, for a front of a few dozen. On a relational storage two queries select what the front needs
+(its trials are then loaded one by one), and two more count and sum what the summary line needs, in
+the database. Other storages (journal files, Redis) have no selective read: their trials are loaded
+once, as Optuna loads them.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ _SNAPSHOTS: contextvars.ContextVar[_Held | None] = contextvars.ContextVar("jumps
 @contextlib.contextmanager
 def snapshot() -> Iterator[None]:
     """Within the block, ``rows`` reads each study once: a later call whose keys the first read held
-    reuses it (so a command that prints a summary and a front reads the trials once; read the summary's
-    keys first). Outside, every call reads afresh, as a progress bar that refreshes must."""
+    reuses it (so a command that prints a summary and a front from a storage without queries reads the
+    trials once; read the summary's keys first). Outside, every call reads afresh, as a progress bar that
+    refreshes must."""
     token = _SNAPSHOTS.set({})
     try:
         yield
@@ -170,3 +172,67 @@ def _rdb_rows(study: optuna.Study, keys: tuple[str, ...]) -> list[Row] | None:
         for trial_id, (number, state, v) in by_id.items()
     ]
     return sorted(found_rows, key=lambda r: r.number)
+
+
+def tally(
+    study: optuna.Study, flags: Sequence[str], summed: Sequence[str]
+) -> tuple[list[tuple[Row, int]], dict[str, float]]:
+    """How many trials have each state and each set of the user attributes ``flags`` present (a row per
+    such group — its ``user_attrs`` the flags present, each True, so that ``records``' predicates read it —
+    with its count), and each numeric user attribute of ``summed`` added up over all trials (0 where none
+    holds it). Two aggregate queries on a relational storage this process has not read yet: their cost
+    hardly grows with the study; else from ``rows``."""
+    counted = None if _cached(study) else _rdb_tally(study, tuple(flags), tuple(summed))
+    if counted is not None:
+        return counted
+    groups: dict[tuple[TrialState, tuple[str, ...]], int] = {}
+    sums = dict.fromkeys(summed, 0.0)
+    for row in rows(study, (*flags, *summed)):
+        present = tuple(k for k in flags if k in row.user_attrs)
+        groups[(row.state, present)] = groups.get((row.state, present), 0) + 1
+        for key in summed:
+            sums[key] += row.user_attrs.get(key, 0)
+    return [(Row(-1, -1, state, None, dict.fromkeys(present, True)), n) for (state, present), n in groups.items()], sums
+
+
+def _rdb_tally(
+    study: optuna.Study, flags: tuple[str, ...], summed: tuple[str, ...]
+) -> tuple[list[tuple[Row, int]], dict[str, float]] | None:
+    found = _rdb(study)
+    if found is None:
+        return None
+    import sqlalchemy as sa
+
+    backend, models, session_of = found
+    trial, attr = models.TrialModel, models.TrialUserAttributeModel
+    has = [
+        sa.exists().where(attr.trial_id == trial.trial_id, attr.key == key).label(f"flag{i}")
+        for i, key in enumerate(flags)
+    ]
+    per_trial = sa.select(trial.state, *has).where(trial.study_id == study._study_id).subquery()
+    columns = [per_trial.c[f"flag{i}"] for i in range(len(flags))]
+    try:
+        with session_of(backend.scoped_session) as session:
+            grouped = session.execute(
+                sa.select(per_trial.c.state, *columns, sa.func.count()).group_by(per_trial.c.state, *columns)
+            ).all()
+            totals = (
+                session.execute(
+                    sa.select(attr.key, sa.func.sum(sa.cast(attr.value_json, sa.Float)))
+                    .join(trial, attr.trial_id == trial.trial_id)
+                    .where(trial.study_id == study._study_id, attr.key.in_(summed))
+                    .group_by(attr.key)
+                ).all()
+                if summed
+                else []
+            )
+    except Exception as e:  # noqa: BLE001  (a schema Optuna changed, or a value that is not a number)
+        logger.debug("counting in the database failed (%s): trials are read", e)
+        return None
+    groups = [
+        (Row(-1, -1, TrialState(state), None, {k: True for k, on in zip(flags, present, strict=True) if on}), n)
+        for state, *present, n in grouped
+    ]
+    sums = dict.fromkeys(summed, 0.0)
+    sums.update({key: float(total or 0.0) for key, total in totals})
+    return groups, sums

@@ -32,7 +32,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from jumpsearch.columns import Row, load, rows
+from jumpsearch.columns import Row, load, rows, tally
 
 logger = logging.getLogger(__name__)
 
@@ -156,15 +156,17 @@ def _spent(trials: list[Any]) -> dict[str, float]:
 
 def summary(study: optuna.Study) -> str:
     """One line: configurations trained, how many the schedule stopped, how many sampled points repeated
-    a trained one, and the compute they used (from five attributes of each trial, not whole trials)."""
-    everything = rows(study, ("duplicate_of", "stopped_at", "epochs", "images", "train_seconds"))
-    halted, used = sum(map(is_stopped, everything)), _spent(everything)
+    a trained one, and the compute they used (counted and summed by the database where it can, without
+    reading each trial)."""
+    groups, sums = tally(study, ("duplicate_of", "stopped_at"), ("epochs", "images", "train_seconds"))
+    halted = sum(n for group, n in groups if is_stopped(group))
+    repeats = sum(n for group, n in groups if is_duplicate(group))
+    done = sum(n for group, n in groups if counts_as_searched(group))
     early = f" ({halted} stopped early by the schedule)" if halted else ""
-    repeats = sum(map(is_duplicate, everything))
     again = f"; {repeats} sampled points repeated a trained configuration (not trained again)" if repeats else ""
     return (
-        f"{sum(map(counts_as_searched, everything))} trained trials{early}{again}; {used['epochs']:,} epochs, "
-        f"{used['images']:,} images, {used['seconds']:,.0f} s of training"
+        f"{done} trained trials{early}{again}; {round(sums['epochs']):,} epochs, "
+        f"{round(sums['images']):,} images, {sums['train_seconds']:,.0f} s of training"
     )
 
 

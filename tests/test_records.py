@@ -243,9 +243,53 @@ def test_a_column_read_gives_what_whole_trials_hold(kind, tmp_path):
             by_number(study, [missing])
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "journal"])
+def test_the_summary_line_counts_in_the_database_what_the_trials_hold(kind, tmp_path, request, monkeypatch):
+    """On a relational storage the summary comes from two aggregate queries, with no trial read (its cost
+    flat in the study's size); elsewhere from the trials. The same line either way."""
+    from optuna.trial import TrialState
+
+    from jumpsearch import columns
+    from jumpsearch.records import summary
+
+    if kind == "journal":
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "s.log")))
+    else:
+        storage = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
+    distributions = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for state, values, attrs in [
+        (TrialState.COMPLETE, [0.9, 1200.0], {"epochs": 4, "images": 400, "train_seconds": 1.5}),
+        (TrialState.COMPLETE, [0.9, 1200.0], {"epochs": 0, "duplicate_of": 0}),
+        (TrialState.PRUNED, None, {"epochs": 1, "images": 100, "train_seconds": 0.5, "stopped_at": 1}),
+        (TrialState.PRUNED, None, {"epochs": 1, "images": 100, "train_seconds": 0.25, "stopped_at": 1}),
+        (TrialState.PRUNED, None, {"rejected": "over max_params"}),  # refused before training: not counted
+        (TrialState.FAIL, None, {"epochs": 2, "images": 200, "train_seconds": 0.75, "fail_reason": "boom"}),
+        (TrialState.COMPLETE, [0.8, 900.0], {"epochs": 4, "images": 400, "train_seconds": 1.0}),
+    ]:
+        study.add_trial(optuna.trial.create_trial(state=state, values=values, params={"x": 0.5},
+                                                  distributions=distributions, user_attrs=attrs))  # fmt: skip
+    line = (
+        "4 trained trials (2 stopped early by the schedule); 1 sampled points repeated a trained configuration"
+        " (not trained again); 12 epochs, 1,200 images, 4 s of training"
+    )
+    fresh = optuna.load_study(study_name="s", storage=storage)  # a process that has not read the trials
+    if kind != "journal":
+        counted = columns._rdb_tally(fresh, ("duplicate_of", "stopped_at"), ("epochs",))
+        assert counted is not None and counted[1] == {"epochs": 12.0}  # the database answered
+        with monkeypatch.context() as patched:
+            refused = lambda *a, **k: pytest.fail("a trial was read")  # noqa: E731
+            patched.setattr(columns, "_rdb_rows", refused)
+            patched.setattr(type(fresh._storage), "get_all_trials", refused)
+            assert summary(fresh) == line
+        monkeypatch.setattr(columns, "_rdb", lambda study: None)  # as a storage without queries: from the trials
+    assert summary(optuna.load_study(study_name="s", storage=storage)) == line
+
+
 def test_results_reads_the_trials_once_and_loads_only_what_it_prints(tmp_path, monkeypatch, capsys):
-    """`jumpsearch results` in a fresh process: one column read for the summary and the front, and whole
-    trials only for the front's members (the study check reads the study's attributes, not its trials)."""
+    """`jumpsearch results` in a fresh process: the summary counted by the database, one column read for
+    the front, and whole trials only for the front's members (the study check reads the study's
+    attributes, not its trials)."""
     from jumpsearch import columns
     from jumpsearch.cli import main
 
