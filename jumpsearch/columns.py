@@ -180,8 +180,10 @@ def tally(
     """How many trials have each state and each set of the user attributes ``flags`` present (a row per
     such group — its ``user_attrs`` the flags present, each True, so that ``records``' predicates read it —
     with its count), and each numeric user attribute of ``summed`` added up over all trials (0 where none
-    holds it). Two aggregate queries on a relational storage this process has not read yet: their cost
-    hardly grows with the study; else from ``rows``."""
+    holds it). On SQLite and PostgreSQL, two aggregate queries that scan the study's trials inside the
+    database instead of reading each into Python (about 0.03 s at 10,000 trials on SQLite); else, and
+    where the database cannot add a value up (PostgreSQL, text), from ``rows``. SQLite adds a value that is
+    not a number as 0; what jumpsearch records there is always a number."""
     counted = None if _cached(study) else _rdb_tally(study, tuple(flags), tuple(summed))
     if counted is not None:
         return counted
@@ -204,6 +206,8 @@ def _rdb_tally(
     import sqlalchemy as sa
 
     backend, models, session_of = found
+    if backend.engine.dialect.name not in ("sqlite", "postgresql"):  # MySQL: no CAST to a float
+        return None
     trial, attr = models.TrialModel, models.TrialUserAttributeModel
     has = [
         sa.exists().where(attr.trial_id == trial.trial_id, attr.key == key).label(f"flag{i}")
@@ -226,7 +230,7 @@ def _rdb_tally(
                 if summed
                 else []
             )
-    except Exception as e:  # noqa: BLE001  (a schema Optuna changed, or a value that is not a number)
+    except Exception as e:  # noqa: BLE001  (a schema Optuna changed, or on PostgreSQL a value not a number)
         logger.debug("counting in the database failed (%s): trials are read", e)
         return None
     groups = [

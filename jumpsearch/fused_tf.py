@@ -95,13 +95,15 @@ FUSED = {"adam": FusedAdam, "adamw": FusedAdamW, "sgd": FusedSGD}
 
 
 def _biased(x: tf.Tensor) -> tf.Tensor | float:
-    """(n - 1) / n for the n values per channel of a 4-D batch: a number where its shape is known when
-    traced (no shape ops in the graph), else a tensor."""
+    """max(n - 1, 1) / n for the n values per channel of a 4-D batch: the inverse of the factor by which
+    the kernel turns the biased variance into the unbiased one (1 where n is 1: a single value's variance
+    is 0 either way). A number where the shape is known when traced (no shape ops in the graph), else a
+    tensor."""
     if x.shape[:3].is_fully_defined():
         n = x.shape[0] * x.shape[1] * x.shape[2]
-        return (n - 1) / n
+        return max(n - 1, 1) / n
     n = tf.cast(tf.size(x), tf.float32) / x.shape[3]
-    return (n - 1.0) / n
+    return tf.maximum(n - 1.0, 1.0) / n
 
 
 @keras.saving.register_keras_serializable(package="jumpsearch")

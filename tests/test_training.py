@@ -108,17 +108,21 @@ def test_fused_batch_norm_follows_the_keras_layer(digits):
 
 @pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("batch_known", [True, False])
-def test_fused_batch_norm_layer_matches_keras_on_a_small_batch(jit_compile, batch_known):
+@pytest.mark.parametrize("shape", [(4, 2, 2, 3), (1, 1, 1, 3)])
+def test_fused_batch_norm_layer_matches_keras_on_a_small_batch(jit_compile, batch_known, shape):
     """One layer, 16 values per channel (the moving variance's n / (n - 1) is 7% here, not 0.05% as in a
-    model): output, moving statistics and gradients, eagerly and under XLA, traced with the batch size
-    known (n a number) or not (n computed in the graph)."""
+    model) or one (a 1x1 map of a batch of one: no variance at all): output, moving statistics and
+    gradients, eagerly and under XLA, traced with the batch size known (n a number) or not (n computed
+    in the graph)."""
     import numpy as np
     import tensorflow as tf
 
     from jumpsearch.fused_tf import FusedBatchNormalization
 
-    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (4, 2, 2, 3)), tf.float32)
-    weights = tf.reshape(tf.range(48, dtype=tf.float32) / 48.0, x.shape)  # a loss the normalization does not cancel
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, shape), tf.float32)
+    size = int(np.prod(shape))
+    weights = tf.reshape(tf.range(size, dtype=tf.float32) / size, shape)  # a loss the normalization does not cancel
+    spec = tf.TensorSpec((shape[0] if batch_known else None, *shape[1:]))
     got = {}
     for kind in (keras.layers.BatchNormalization, FusedBatchNormalization):
         layer = kind(momentum=0.9)
@@ -126,7 +130,7 @@ def test_fused_batch_norm_layer_matches_keras_on_a_small_batch(jit_compile, batc
         layer.gamma.assign([0.5, 1.0, 2.0])
         layer.beta.assign([0.1, -0.2, 0.3])
 
-        @tf.function(jit_compile=jit_compile, input_signature=[tf.TensorSpec((4 if batch_known else None, 2, 2, 3))])
+        @tf.function(jit_compile=jit_compile, input_signature=[spec])
         def step(x, layer=layer):
             with tf.GradientTape() as tape:
                 tape.watch(x)
