@@ -127,7 +127,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         if training and self.trainable:
             # The kernel also makes the moving statistics, running * (1 - f) + batch * f with f = 1 -
             # momentum (Keras's update), but from the batch's unbiased variance, n / (n - 1) times the biased
-            # one Keras uses: handed the moving variance divided by c (``_biased``: (n - 1) / n), c times its result is
+            # one Keras uses: handed the moving variance divided by c = (n - 1) / n (``_biased``), c times its result is
             # Keras's. Version 1 of the kernel: TensorFlow's tape knows that its gradient ignores the
             # statistics and makes no zeros for them. 15 ops per layer to trace (47 with the update apart).
             c = _biased(x)
