@@ -141,32 +141,32 @@ def spent_training(trial: FrozenTrial) -> bool:
     return trial.state in (TrialState.COMPLETE, TrialState.RUNNING)
 
 
+SPENT = ("epochs", "images", "train_seconds")  # what each trial records of the compute it used
+
+
 def spent(study: optuna.Study) -> dict[str, float]:
     """The compute a study used: epochs, images and seconds of training over all its trials."""
-    return _spent(study.get_trials(deepcopy=False))
+    return _spent(tally(study, (), SPENT)[1])
 
 
-def _spent(trials: list[Any]) -> dict[str, float]:
-    return {
-        "epochs": sum(t.user_attrs.get("epochs", 0) for t in trials),
-        "images": sum(t.user_attrs.get("images", 0) for t in trials),
-        "seconds": round(sum(t.user_attrs.get("train_seconds", 0.0) for t in trials), 1),
-    }
+def _spent(sums: dict[str, float]) -> dict[str, float]:
+    seconds = round(sums["train_seconds"], 1)
+    return {"epochs": round(sums["epochs"]), "images": round(sums["images"]), "seconds": seconds}
 
 
 def summary(study: optuna.Study) -> str:
     """One line: configurations trained, how many the schedule stopped, how many sampled points repeated
     a trained one, and the compute they used (counted and summed by the database where it can, without
     reading each trial)."""
-    groups, sums = tally(study, ("duplicate_of", "stopped_at"), ("epochs", "images", "train_seconds"))
+    groups, sums = tally(study, ("duplicate_of", "stopped_at"), SPENT)
     halted = sum(n for group, n in groups if is_stopped(group))
     repeats = sum(n for group, n in groups if is_duplicate(group))
-    done = sum(n for group, n in groups if counts_as_searched(group))
+    done, used = sum(n for group, n in groups if counts_as_searched(group)), _spent(sums)
     early = f" ({halted} stopped early by the schedule)" if halted else ""
     again = f"; {repeats} sampled points repeated a trained configuration (not trained again)" if repeats else ""
     return (
-        f"{done} trained trials{early}{again}; {round(sums['epochs']):,} epochs, "
-        f"{round(sums['images']):,} images, {sums['train_seconds']:,.0f} s of training"
+        f"{done} trained trials{early}{again}; {used['epochs']:,} epochs, {used['images']:,} images, "
+        f"{used['seconds']:,.0f} s of training"
     )
 
 

@@ -81,6 +81,19 @@ def test_a_trained_trial_records_everything_in_at_most_five_writes_and_one_per_e
     assert per_trial(writes["log"]) == [5 + 4], writes["log"]
 
 
+def test_a_search_with_an_epoch_budget_stops_once_its_trials_trained_that_many(tmp_path):
+    """Each trial trains 4 epochs: a budget of 10 stops the search after the third (12 epochs spent)."""
+    from jumpsearch.records import spent
+
+    space = space_from_dict(
+        yaml.safe_load(SPACE.replace("batch_size: 32}", "batch_size: 32, learning_rate: {float: [0.001, 0.1]}}"))
+    )
+    study = run_search(space, trials=10, storage=f"sqlite:///{tmp_path}/b.db", train=stand_in, epoch_budget=10)
+    assert len(study.trials) == 3
+    assert spent(study)["epochs"] == 12
+    assert spent(optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{tmp_path}/b.db"))["epochs"] == 12
+
+
 def stopping_stand_in(candidate, data, seed=0, on_epoch=None, rungs=(), on_rung=None):
     """Each later trial less accurate (the seed counts trials), scored and judged at the rungs."""
     accuracy = 0.9 - seed / 100
