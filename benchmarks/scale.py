@@ -19,7 +19,9 @@ supervisor or worker has long done):
 - **results**: ``jumpsearch results`` in a fresh process's way: open the storage, load the study, print
   the summary line and the front table (whatever it reads of the trials included);
 - **front**: ``records.front`` (the front from the trials' values, its members checked against the
-  stored space), in a process that has read the study before.
+  stored space), in a process that has read the study before;
+- **report**: ``jumpsearch report`` in a fresh process's way: open the storage, load the study, write the
+  HTML page (once: it takes seconds at 10,000 trials).
 
 Writes ``benchmarks/scale.json`` and prints a table with the machine.
 """
@@ -98,6 +100,7 @@ def measure(kind: str, size: int, folder: Path) -> dict[str, Any]:
     from jumpsearch.data import load_dataset
     from jumpsearch.progress import Tally
     from jumpsearch.records import front, record_configuration, summary
+    from jumpsearch.report import write_report
     from jumpsearch.results import format_table, load_study, pareto_front
     from jumpsearch.space import load_space
     from jumpsearch.study import _Rungs, _twin, create_study
@@ -162,6 +165,9 @@ def measure(kind: str, size: int, folder: Path) -> dict[str, Any]:
             format_table(pareto_front(fresh))
 
     row["results_s"] = round(median_seconds(results, repeat=3), 3)
+    page = folder / f"report-{size}.html"
+    row["report_s"] = round(median_seconds(lambda: write_report(load_study(url, name), page), repeat=1), 2)
+    row["report_mb"] = round(page.stat().st_size / 1e6, 1)
     print(json.dumps(row), flush=True)
     return row
 
