@@ -240,3 +240,64 @@ def _rdb_tally(
     sums = dict.fromkeys(summed, 0.0)
     sums.update({key: float(total or 0.0) for key, total in totals})
     return groups, sums
+
+
+def front_rows(study: optuna.Study, signs: Sequence[float], excluded: Iterable[int] = ()) -> list[Row] | None:
+    """The rows of the Pareto front of a two-objective study's completed trials that are not duplicates
+    (no ``duplicate_of``) and whose numbers are not ``excluded``, by number; ``signs``: -1 for an objective
+    to maximize, 1 to minimize. Chosen by the database (SQLite, PostgreSQL), which returns only the
+    front: a process that has not read the study's trials pays a scan inside the database instead of
+    reading every trial's values into Python (about 0.2 s at 10,000 trials). None where the database
+    cannot choose: Optuna's cache already holds the trials (the caller's read costs less), another storage
+    or dialect, other than two objectives, or a value that is not finite (Optuna stores infinities apart
+    from the value column)."""
+    found = None if _cached(study) or len(signs) != 2 else _rdb(study)
+    if found is None:
+        return None
+    import sqlalchemy as sa
+
+    backend, models, session_of = found
+    if backend.engine.dialect.name not in ("sqlite", "postgresql"):  # window functions tested on these two
+        return None
+    trial, value, attr = models.TrialModel, models.TrialValueModel, models.TrialUserAttributeModel
+    first, second = sa.orm.aliased(value), sa.orm.aliased(value)
+    complete = sa.and_(trial.study_id == study._study_id, trial.state == TrialState.COMPLETE)
+    infinite = sa.exists().where(
+        value.trial_id == trial.trial_id, complete, value.value_type != value.TrialValueType.FINITE
+    )
+    duplicate = sa.exists().where(attr.trial_id == trial.trial_id, attr.key == "duplicate_of")
+    ranked = (
+        sa.select(trial.trial_id, trial.number, first.value.label("v0"), second.value.label("v1"),
+                  (signs[0] * first.value).label("a"), (signs[1] * second.value).label("b"))
+        .join(first, sa.and_(first.trial_id == trial.trial_id, first.objective == 0))
+        .join(second, sa.and_(second.trial_id == trial.trial_id, second.objective == 1))
+        .where(complete, ~duplicate, trial.number.not_in(list(excluded)))
+        .cte()
+    )  # fmt: skip
+    # Both objectives minimized (a, b): the best a at each b, then kept where it beats the best a at
+    # every smaller b: the front's steps. Every trial at a step is on the front (equal points do not
+    # dominate). The steps are materialized, a few rows: PostgreSQL, misjudging a fresh table's size,
+    # would otherwise compute them again for each trial it joins.
+    best = sa.select(ranked.c.b, sa.func.min(ranked.c.a).label("a")).group_by(ranked.c.b).subquery()
+    before = sa.func.min(best.c.a).over(order_by=best.c.b, rows=(None, -1))
+    steps = sa.select(best.c.b, best.c.a, before.label("before")).subquery()
+    front = (
+        sa.select(steps.c.b, steps.c.a)
+        .where(sa.or_(steps.c.before.is_(None), steps.c.a < steps.c.before))
+        .cte()
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    chosen = (
+        sa.select(ranked.c.trial_id, ranked.c.number, ranked.c.v0, ranked.c.v1)
+        .join(front, sa.and_(ranked.c.b == front.c.b, ranked.c.a == front.c.a))
+        .order_by(ranked.c.number)
+    )
+    try:
+        with session_of(backend.scoped_session) as session:
+            if session.execute(sa.select(infinite)).scalar():  # stored apart from the value column
+                return None
+            picked = session.execute(chosen).all()
+    except Exception as e:  # noqa: BLE001  (a schema Optuna changed, or a database without window functions)
+        logger.debug("choosing the front in the database failed (%s): values are read", e)
+        return None
+    return [Row(number, trial_id, TrialState.COMPLETE, (v0, v1)) for trial_id, number, v0, v1 in picked]

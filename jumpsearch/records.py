@@ -32,7 +32,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from jumpsearch.columns import Row, load, rows, tally
+from jumpsearch.columns import Row, front_rows, load, rows, tally
 
 logger = logging.getLogger(__name__)
 
@@ -75,34 +75,44 @@ def front(study: optuna.Study) -> list[FrozenTrial]:
     the space as the study now stores it: after an edit on resume (a narrower range, another recipe, a
     lower limit), trials it leaves outside are not ranked beside the new ones.
 
-    Computed from the trials' values (``columns.rows``: on a relational storage, without loading every
-    trial); only the front's members (and, after an edit, those of the few fronts peeled off before it)
-    are loaded whole."""
-    candidates = [r for r in rows(study, ("duplicate_of",)) if r.state == TrialState.COMPLETE and not is_duplicate(r)]
-    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
+    Chosen by the database where it can (``columns.front_rows``), else from the trials' values
+    (``columns.rows``: on a relational storage, without loading every trial); only the front's members
+    (and, after an edit, those of the few fronts peeled off before it) are loaded whole."""
+    signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
     space = stored_space_of(study)
+    candidates: list[Row] | None = None  # every trial's values, read only where the database cannot choose
+    gone: set[int] = set()
     # The front of every trial, less its trials outside the space, again, until a front holds none: then
     # every outsider left is dominated by one of its insiders (dominance is transitive), so it is the
     # insiders' front. A few passes usually settle it; past PEELS (a much narrower space), every trial
     # is held to the space once.
     for _ in range(PEELS):
-        members = load(study, _nondominated(candidates, signs))
-        gone = {t.number for t in members if space is not None and space.outside(t) is not None}
-        if not gone:
+        chosen = front_rows(study, signs, gone)
+        if chosen is None:
+            if candidates is None:
+                read = rows(study, ("duplicate_of",))
+                candidates = [r for r in read if r.state == TrialState.COMPLETE and not is_duplicate(r)]
+            chosen = _nondominated([r for r in candidates if r.number not in gone], signs)
+        members = load(study, chosen)
+        outside = {t.number for t in members if space is not None and space.outside(t) is not None}
+        if not outside:
             return members
-        candidates = [r for r in candidates if r.number not in gone]
-    left = {r.number for r in candidates}  # one read of every trial, then each held to the space
-    inside = [t for t in study.get_trials(deepcopy=False) if t.number in left and space.outside(t) is None]
+        gone |= outside
+    inside = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))  # one read, each held to the space
+        if t.number not in gone and not is_duplicate(t) and space.outside(t) is None
+    ]
     return _nondominated(inside, signs)
 
 
-def _nondominated(trials: list[Any], signs: np.ndarray) -> list[Any]:
+def _nondominated(trials: list[Any], signs: list[float]) -> list[Any]:
     """The trials (or rows) no other one dominates (``signs``: -1 for an objective to maximize, 1 to minimize)."""
     from jumpsearch.schedule import nondominated
 
     if not trials:
         return []
-    keep = nondominated(np.array([t.values for t in trials]) * signs)
+    keep = nondominated(np.array([t.values for t in trials]) * np.array(signs))
     return [t for t, kept in zip(trials, keep, strict=True) if kept]
 
 

@@ -4,15 +4,23 @@ figures the study carries for optuna-dashboard."""
 from __future__ import annotations
 
 import html
+import random
 import warnings
 from pathlib import Path
 
 import optuna
 import yaml
+from optuna.trial import TrialState
 
 from jumpsearch.records import front, stopped, summary, trained
 from jumpsearch.results import pareto_front
 from jumpsearch.storage import require_jumpsearch_study
+
+# Importances and parallel coordinates from at most this many completed trials, drawn at random. At
+# 10,000 trials on a 2-core CPU, Optuna's importance plot deep-copies every trial once per parameter for
+# its hover text (13 s for two objectives, even with trials holding parameters and values alone; 2 s at
+# 2,000), and its parallel coordinates build a plotly trace per trial (4 s; 0.8 s at 2,000).
+SAMPLED_TRIALS = 2000
 
 
 def _objective_names(study: optuna.Study) -> list[str]:
@@ -110,33 +118,68 @@ def confirmation_figure(study: optuna.Study):  # -> plotly.graph_objects.Figure 
     return figure
 
 
+def _curve(trial: optuna.trial.FrozenTrial) -> tuple[list[int], list[float]]:
+    """(epochs, validation accuracy) of the trial's recorded learning curve, by epoch."""
+    points = sorted((int(e), a) for e, a in trial.user_attrs["curve"].items() if a is not None)
+    return [e for e, _ in points], [a for _, a in points]
+
+
 def curves_figure(study: optuna.Study):  # -> plotly.graph_objects.Figure | None
-    """Validation accuracy after each epoch, one line per trial that trained: front trials in colour,
-    other trials trained to the end in grey, trials the schedule stopped dotted, ending where they stopped.
-    None when no trial recorded a curve."""
+    """Validation accuracy after each epoch, one line per trial that trained: front trials in colour, each
+    its own trace; other trials trained to the end in grey, trials the schedule stopped dotted, ending
+    where they stopped, each kind one trace of lines broken between trials (a trace per trial costs about
+    a millisecond to build, and more to draw, at thousands of trials). None when no trial recorded a
+    curve."""
     import plotly.graph_objects as go
 
     on_front = {t.number for t in front(study)}
-    shown = [t for t in [*trained(study), *stopped(study)] if t.user_attrs.get("curve")]
+    shown = sorted((t for t in [*trained(study), *stopped(study)] if t.user_attrs.get("curve")), key=lambda t: t.number)
     if not shown:
         return None
-    styles = {"trained": {"color": "#bbb"}, "stopped early": {"color": "#bbb", "dash": "dot"}}
-    figure, legend = go.Figure(), set()
-    for trial in sorted(shown, key=lambda t: (t.number in on_front, t.number)):  # the front drawn last, on top
-        points = sorted((int(e), a) for e, a in trial.user_attrs["curve"].items() if a is not None)
+    figure = go.Figure()
+    others: dict[str, tuple[list, list, list]] = {"trained": ([], [], []), "stopped early": ([], [], [])}
+    for trial in (t for t in shown if t.number not in on_front):
         kind = "stopped early" if "stopped_at" in trial.user_attrs else "trained"
-        kind = "front" if trial.number in on_front else kind
+        epochs, accuracy = _curve(trial)
+        x, y, text = others[kind]  # a None between two trials breaks the line
+        x += [*epochs, None]
+        y += [*accuracy, None]
+        text += [f"trial {trial.number} ({kind}), {trial.user_attrs.get('params', 0):,} params"] * len(epochs) + [None]
+    for (kind, (x, y, text)), dash in zip(others.items(), (None, "dot"), strict=True):
+        if x:
+            figure.add_trace(
+                go.Scatter(
+                    x=x, y=y, hovertext=text, mode="lines+markers", marker={"size": 4}, name=kind,
+                    line={"color": "#bbb", "dash": dash}, connectgaps=False,
+                )
+            )  # fmt: skip
+    for trial in (t for t in shown if t.number in on_front):  # drawn last, on top
+        epochs, accuracy = _curve(trial)
         figure.add_trace(
             go.Scatter(
-                x=[e for e, _ in points], y=[a for _, a in points], mode="lines+markers", marker={"size": 4},
-                line=styles.get(kind, {}), name=f"trial {trial.number}" if kind == "front" else kind,
-                legendgroup=None if kind == "front" else kind, showlegend=kind == "front" or kind not in legend,
-                hovertext=f"trial {trial.number} ({kind}), {trial.user_attrs.get('params', 0):,} params",
+                x=epochs, y=accuracy, mode="lines+markers", marker={"size": 4}, name=f"trial {trial.number}",
+                hovertext=f"trial {trial.number} (front), {trial.user_attrs.get('params', 0):,} params",
             )
         )  # fmt: skip
-        legend.add(kind)
     figure.update_layout(xaxis_title="epochs trained", yaxis_title="validation accuracy", hovermode="closest")
     return figure
+
+
+def _sample(study: optuna.Study) -> tuple[optuna.Study, str]:
+    """A study in memory holding what importances and parallel coordinates read of the completed trials,
+    their parameters and values (whole trials, with all that jumpsearch records, take seconds to deep-copy
+    at a thousand trials), for all of them or SAMPLED_TRIALS drawn at random (the same ones every time);
+    and a note for the titles saying which."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    note = ""
+    if len(complete) > SAMPLED_TRIALS:
+        note = f" ({SAMPLED_TRIALS:,} of the {len(complete):,} completed trials, drawn at random)"
+        complete = sorted(random.Random(0).sample(complete, SAMPLED_TRIALS), key=lambda t: t.number)
+    sample = optuna.create_study(directions=study.directions)
+    sample.add_trials(
+        [optuna.trial.create_trial(values=t.values, params=t.params, distributions=t.distributions) for t in complete]
+    )
+    return sample, note
 
 
 def _figures(study: optuna.Study) -> list[tuple[str, object]]:
@@ -151,14 +194,15 @@ def _figures(study: optuna.Study) -> list[tuple[str, object]]:
             vis.plot_optimization_history(study, target=lambda t: t.values[0], target_name="accuracy"),
         ),
     ]
+    sample, drawn = _sample(study)
     for i, name in enumerate(names):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                figure = vis.plot_param_importances(study, target=lambda t, i=i: t.values[i], target_name=name)
+                figure = vis.plot_param_importances(sample, target=lambda t, i=i: t.values[i], target_name=name)
         except (ValueError, RuntimeError) as e:  # too few trials, or no parameter varies
             figure = f"Importances for {name} need more varied completed trials ({e})."
-        figures.append((f"Hyperparameter importances for {name}", figure))
+        figures.append((f"Hyperparameter importances for {name}{drawn}", figure))
     confirmed = confirmation_figure(study)
     if confirmed is not None:
         figures.insert(1, ("Does the front hold up? Search against confirmed accuracy", confirmed))
@@ -167,8 +211,8 @@ def _figures(study: optuna.Study) -> list[tuple[str, object]]:
         figures.insert(1, ("Learning curves: validation accuracy after each epoch", curves))
     figures.append(
         (
-            "Parallel coordinates (accuracy)",
-            vis.plot_parallel_coordinate(study, target=lambda t: t.values[0], target_name="accuracy"),
+            f"Parallel coordinates (accuracy){drawn}",
+            vis.plot_parallel_coordinate(sample, target=lambda t: t.values[0], target_name="accuracy"),
         )
     )
     return figures

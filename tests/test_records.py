@@ -43,18 +43,24 @@ def counted_writes(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/w.db", heartbeat_interval=60)
-    writes = {"open": [], "log": []}
+    writes = {"log": []}
+    # A transaction's statements, by connection: the heartbeat thread writes on its own connection,
+    # sometimes between another transaction's statements and its commit.
+    open_: dict[int, list[str]] = {}
 
     @sqlalchemy.event.listens_for(storage.engine, "before_cursor_execute")
     def seen(conn, cursor, statement, *args):
         if re.match(r"\s*(INSERT INTO|UPDATE) trial", statement, re.IGNORECASE):
-            writes["open"].append(" ".join(statement.split()[:3]).upper())
+            open_.setdefault(id(conn), []).append(" ".join(statement.split()[:3]).upper())
 
     @sqlalchemy.event.listens_for(storage.engine, "commit")
     def committed(conn):
-        if writes["open"]:
-            writes["log"].append(writes["open"])
-        writes["open"] = []
+        if statements := open_.pop(id(conn), None):
+            writes["log"].append(statements)
+
+    @sqlalchemy.event.listens_for(storage.engine, "rollback")
+    def rolled_back(conn):
+        open_.pop(id(conn), None)
 
     return storage, writes
 
@@ -256,6 +262,42 @@ def test_a_column_read_gives_what_whole_trials_hold(kind, tmp_path):
             by_number(study, [missing])
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_database_chooses_the_front_that_comparing_every_pair_gives(kind, tmp_path, request):
+    """Values on a coarse grid (equal points, equal accuracy at more params), duplicates, unfinished
+    trials, excluded numbers, each pair of directions: the front the database returns is the one of
+    comparing every pair; a value that is not finite leaves the choice to Python."""
+    import random
+
+    from optuna.trial import TrialState
+
+    from jumpsearch.columns import front_rows
+    from jumpsearch.records import _nondominated
+
+    storage = f"sqlite:///{tmp_path}/f.db" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    study = optuna.create_study(study_name="f", storage=storage, directions=["maximize", "minimize"])
+    rng, distributions = random.Random(3), {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for _ in range(300):
+        state = rng.choice([TrialState.COMPLETE] * 6 + [TrialState.PRUNED, TrialState.FAIL])
+        values = [rng.choice([0.5, 0.6, 0.7, 0.8]), float(rng.choice([1000, 2000, 3000]))]
+        study.add_trial(optuna.trial.create_trial(
+            state=state, values=values if state == TrialState.COMPLETE else None, params={"x": 0.5},
+            distributions=distributions, user_attrs={"duplicate_of": 0} if rng.random() < 0.1 else {}))  # fmt: skip
+    ranked = [t for t in study.trials if t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs]
+    first = _nondominated(ranked, [-1.0, 1.0])
+    assert len(first) > len({tuple(t.values) for t in first})  # equal points, all on the front
+    for signs in ([-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0], [1.0, 1.0]):
+        for excluded in (set(), {t.number for t in first}):
+            expected = _nondominated([t for t in ranked if t.number not in excluded], signs)
+            fresh = optuna.load_study(study_name="f", storage=storage)  # a process that has not read the trials
+            chosen = front_rows(fresh, signs, excluded)
+            assert chosen is not None, "the database did not choose"
+            assert [(r.number, r.values) for r in chosen] == [(t.number, tuple(t.values)) for t in expected]
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, values=[0.9, float("inf")],
+                                              params={"x": 0.5}, distributions=distributions))  # fmt: skip
+    assert front_rows(optuna.load_study(study_name="f", storage=storage), [-1.0, 1.0]) is None
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "journal"])
 def test_the_summary_line_counts_in_the_database_what_the_trials_hold(kind, tmp_path, request, monkeypatch):
     """On a relational storage the summary comes from two aggregate queries, with no trial read into
@@ -300,9 +342,9 @@ def test_the_summary_line_counts_in_the_database_what_the_trials_hold(kind, tmp_
 
 
 def test_results_reads_the_trials_once_and_loads_only_what_it_prints(tmp_path, monkeypatch, capsys):
-    """`jumpsearch results` in a fresh process: the summary counted by the database, one column read for
-    the front, and whole trials only for the front's members (the study check reads the study's
-    attributes, not its trials)."""
+    """`jumpsearch results` in a fresh process: the summary counted and the front chosen by the database,
+    and whole trials only for the front's members (the study check reads the study's attributes, not its
+    trials)."""
     from jumpsearch import columns
     from jumpsearch.cli import main
 
@@ -317,7 +359,7 @@ def test_results_reads_the_trials_once_and_loads_only_what_it_prints(tmp_path, m
     assert main(["results", "--storage", storage]) == 0
     printed = capsys.readouterr()
     front = [line for line in printed.out.splitlines()[1:] if line.strip()]
-    assert reads == [("duplicate_of",)]  # the front's read; the summary counted in the database
+    assert reads == []  # no column read: the database counted the summary and chose the front
     assert 1 <= len(front) and len(set(loaded)) == len(front)
     assert "3 trained trials" in printed.err
 

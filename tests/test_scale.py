@@ -111,3 +111,29 @@ def test_results_in_a_fresh_process_read_values_and_load_only_the_front(large, m
     assert bulk == [] and len(single) == len(expected)  # no trial but the front's was loaded
     epochs = sum(t.user_attrs.get("epochs", 0) for t in everything)
     assert line.startswith(f"{sum(map(counts_as_searched, everything))} trained trials; {epochs:,} epochs")
+
+
+def test_the_report_draws_thousands_of_curves_as_a_few_traces_and_samples_the_parameter_plots(large, monkeypatch):
+    from jumpsearch import report
+
+    _, url = large
+    study = load_study(url, "large")
+    trained = sum(t.state == TrialState.COMPLETE for t in study.trials)  # TRIALS, and more after the tests above
+    on_front = {t.number for t in front(study)}
+    figure = report.curves_figure(study)
+    assert len(figure.data) == 1 + len(on_front)  # every trial trained to the end: one grey trace, then the front's
+    grey = figure.data[0]
+    assert grey.name == "trained" and list(grey.x).count(None) == trained - len(on_front)
+    assert sum(x is not None for x in grey.x) == 9 * (trained - len(on_front))  # nine epochs each
+
+    monkeypatch.setattr(report, "SAMPLED_TRIALS", 500)
+    sample, note = report._sample(study)
+    again, _ = report._sample(study)
+    assert len(sample.trials) == 500 and note == f" (500 of the {trained:,} completed trials, drawn at random)"
+    drawn = [(t.values, t.params) for t in sample.trials]
+    assert drawn == [(t.values, t.params) for t in again.trials]  # the same draw every time
+    held = [(t.values, t.params) for t in study.trials]
+    assert all(d in held for d in drawn) and drawn != held[:500]  # real trials, not the first ones
+    assert not any(t.user_attrs for t in sample.trials)  # what the plots read, not all that trials record
+    monkeypatch.setattr(report, "SAMPLED_TRIALS", trained)
+    assert len(report._sample(study)[0].trials) == trained and report._sample(study)[1] == ""

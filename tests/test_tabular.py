@@ -199,7 +199,7 @@ def test_results_and_the_report_carry_the_curves(tmp_path):
     halted = [t for t in study.trials if "stopped_at" in t.user_attrs]
     assert halted  # two epochs, a rung at 1: of 4 trials, some stop
     assert "stopped early" in lines and lines["stopped early"].line.dash == "dot"
-    assert all(len(d.x) == 1 for d in figure.data if d.name == "stopped early")  # they end at their rung
+    assert list(lines["stopped early"].x) == [1, None] * len(halted)  # one line each, ending at its rung
 
 
 def test_an_exhaustive_search_goes_through_its_duplicates_to_the_end(tmp_path):
