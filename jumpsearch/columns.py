@@ -3,10 +3,10 @@ without loading whole trials.
 
 A process that opens a study to print its front (``jumpsearch results``, ``export``) would otherwise
 load every trial with all it records (its configuration, learning curve, costs): seconds at 10,000
-trials, for a front of a few dozen. On a relational storage two queries select what the front needs
-(its trials are then loaded one by one), and two more count and sum what the summary line needs, in
-the database. Other storages (journal files, Redis) have no selective read: their trials are loaded
-once, as Optuna loads them.
+trials, for a front of a few dozen. On a relational storage the database chooses a two-objective front
+(its trials are then loaded one by one), or two queries select what a front needs, and two more count
+and sum what the summary line needs. Other storages (journal files, Redis) have no selective read:
+their trials are loaded once, as Optuna loads them.
 """
 
 from __future__ import annotations
