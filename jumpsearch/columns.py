@@ -247,10 +247,10 @@ def front_rows(study: optuna.Study, signs: Sequence[float], excluded: Iterable[i
     (no ``duplicate_of``) and whose numbers are not ``excluded``, by number; ``signs``: -1 for an objective
     to maximize, 1 to minimize. Chosen by the database (SQLite, PostgreSQL), which returns only the
     front: a process that has not read the study's trials pays a scan inside the database instead of
-    reading every trial's values into Python (about 0.2 s at 10,000 trials). None where the database
-    cannot choose: Optuna's cache already holds the trials (the caller's read costs less), another storage
-    or dialect, other than two objectives, or a value that is not finite (Optuna stores infinities apart
-    from the value column)."""
+    reading every trial's values into Python (0.03 s against 0.15 s at 10,000 trials on SQLite). None
+    where the database cannot choose: Optuna's cache already holds the trials (the caller's read costs
+    less), another storage or dialect, other than two objectives, or a value that is not finite (Optuna
+    stores infinities apart from the value column)."""
     found = None if _cached(study) or len(signs) != 2 else _rdb(study)
     if found is None:
         return None
@@ -262,16 +262,16 @@ def front_rows(study: optuna.Study, signs: Sequence[float], excluded: Iterable[i
     trial, value, attr = models.TrialModel, models.TrialValueModel, models.TrialUserAttributeModel
     first, second = sa.orm.aliased(value), sa.orm.aliased(value)
     complete = sa.and_(trial.study_id == study._study_id, trial.state == TrialState.COMPLETE)
-    infinite = sa.exists().where(
-        value.trial_id == trial.trial_id, complete, value.value_type != value.TrialValueType.FINITE
-    )
+    finite = value.TrialValueType.FINITE
+    infinite = sa.exists().where(value.trial_id == trial.trial_id, complete, value.value_type != finite)
     duplicate = sa.exists().where(attr.trial_id == trial.trial_id, attr.key == "duplicate_of")
     ranked = (
         sa.select(trial.trial_id, trial.number, first.value.label("v0"), second.value.label("v1"),
                   (signs[0] * first.value).label("a"), (signs[1] * second.value).label("b"))
         .join(first, sa.and_(first.trial_id == trial.trial_id, first.objective == 0))
         .join(second, sa.and_(second.trial_id == trial.trial_id, second.objective == 1))
-        .where(complete, ~duplicate, trial.number.not_in(list(excluded)))
+        .where(complete, ~duplicate, trial.number.not_in(list(excluded)),
+               first.value_type == finite, second.value_type == finite)  # a trial finished since the check
         .cte()
     )  # fmt: skip
     # Both objectives minimized (a, b): the best a at each b, then kept where it beats the best a at

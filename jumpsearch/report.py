@@ -10,7 +10,6 @@ from pathlib import Path
 
 import optuna
 import yaml
-from optuna.trial import TrialState
 
 from jumpsearch.records import front, stopped, summary, trained
 from jumpsearch.results import pareto_front
@@ -166,18 +165,20 @@ def curves_figure(study: optuna.Study):  # -> plotly.graph_objects.Figure | None
 
 
 def _sample(study: optuna.Study) -> tuple[optuna.Study, str]:
-    """A study in memory holding what importances and parallel coordinates read of the completed trials,
-    their parameters and values (whole trials, with all that jumpsearch records, take seconds to deep-copy
-    at a thousand trials), for all of them or SAMPLED_TRIALS drawn at random (the same ones every time);
-    and a note for the titles saying which."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    """A study in memory holding what importances and parallel coordinates read of the trials trained to
+    the end, each configuration once: their parameters and values (whole trials, with all that jumpsearch
+    records, take seconds to deep-copy at a thousand trials). All of them, or SAMPLED_TRIALS drawn at random
+    (the same draw from the same trials); and a note for the titles saying which. Importances read only
+    the parameters every trial of the sample holds: after a space edited on resume, a sample may lack the
+    few trials without one, and rank it where the whole study would not."""
+    done = trained(study)
     note = ""
-    if len(complete) > SAMPLED_TRIALS:
-        note = f" ({SAMPLED_TRIALS:,} of the {len(complete):,} completed trials, drawn at random)"
-        complete = sorted(random.Random(0).sample(complete, SAMPLED_TRIALS), key=lambda t: t.number)
+    if len(done) > SAMPLED_TRIALS:
+        note = f" ({SAMPLED_TRIALS:,} of the {len(done):,} trials trained to the end, drawn at random)"
+        done = sorted(random.Random(0).sample(done, SAMPLED_TRIALS), key=lambda t: t.number)
     sample = optuna.create_study(directions=study.directions)
     sample.add_trials(
-        [optuna.trial.create_trial(values=t.values, params=t.params, distributions=t.distributions) for t in complete]
+        [optuna.trial.create_trial(values=t.values, params=t.params, distributions=t.distributions) for t in done]
     )
     return sample, note
 

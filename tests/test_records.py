@@ -264,31 +264,36 @@ def test_a_column_read_gives_what_whole_trials_hold(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_the_database_chooses_the_front_that_comparing_every_pair_gives(kind, tmp_path, request):
-    """Values on a coarse grid (equal points, equal accuracy at more params), duplicates, unfinished
-    trials, excluded numbers, each pair of directions: the front the database returns is the one of
-    comparing every pair; a value that is not finite leaves the choice to Python."""
+    """Values on a grid (equal points, equal accuracy at more params), duplicates, unfinished trials,
+    excluded numbers, each pair of directions: the front the database returns is the one of comparing
+    every pair of trials; a value that is not finite leaves the choice to Python."""
     import random
 
     from optuna.trial import TrialState
 
     from jumpsearch.columns import front_rows
-    from jumpsearch.records import _nondominated
+
+    def pairwise(trials, signs):  # no other trial at least as good in both, better in one
+        signed = [(signs[0] * t.values[0], signs[1] * t.values[1]) for t in trials]
+        dominated = lambda p: any(o[0] <= p[0] and o[1] <= p[1] and o != p for o in signed)  # noqa: E731
+        return [t for t, p in zip(trials, signed, strict=True) if not dominated(p)]
 
     storage = f"sqlite:///{tmp_path}/f.db" if kind == "sqlite" else request.getfixturevalue("postgres_url")
     study = optuna.create_study(study_name="f", storage=storage, directions=["maximize", "minimize"])
     rng, distributions = random.Random(3), {"x": optuna.distributions.FloatDistribution(0, 1)}
-    for _ in range(300):
+    for _ in range(400):
         state = rng.choice([TrialState.COMPLETE] * 6 + [TrialState.PRUNED, TrialState.FAIL])
-        values = [rng.choice([0.5, 0.6, 0.7, 0.8]), float(rng.choice([1000, 2000, 3000]))]
+        accuracy = rng.randint(0, 19) / 20
+        values = [accuracy, float(1000 * rng.randint(1, 30) * (1 + 2 * accuracy))]  # accuracy costs params
         study.add_trial(optuna.trial.create_trial(
             state=state, values=values if state == TrialState.COMPLETE else None, params={"x": 0.5},
             distributions=distributions, user_attrs={"duplicate_of": 0} if rng.random() < 0.1 else {}))  # fmt: skip
     ranked = [t for t in study.trials if t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs]
-    first = _nondominated(ranked, [-1.0, 1.0])
-    assert len(first) > len({tuple(t.values) for t in first})  # equal points, all on the front
+    first = pairwise(ranked, [-1.0, 1.0])
+    assert len({tuple(t.values) for t in first}) >= 4 and len(first) > len({tuple(t.values) for t in first})
     for signs in ([-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0], [1.0, 1.0]):
         for excluded in (set(), {t.number for t in first}):
-            expected = _nondominated([t for t in ranked if t.number not in excluded], signs)
+            expected = pairwise([t for t in ranked if t.number not in excluded], signs)
             fresh = optuna.load_study(study_name="f", storage=storage)  # a process that has not read the trials
             chosen = front_rows(fresh, signs, excluded)
             assert chosen is not None, "the database did not choose"

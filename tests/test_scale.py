@@ -129,7 +129,7 @@ def test_the_report_draws_thousands_of_curves_as_a_few_traces_and_samples_the_pa
     monkeypatch.setattr(report, "SAMPLED_TRIALS", 500)
     sample, note = report._sample(study)
     again, _ = report._sample(study)
-    assert len(sample.trials) == 500 and note == f" (500 of the {trained:,} completed trials, drawn at random)"
+    assert len(sample.trials) == 500 and note == f" (500 of the {trained:,} trials trained to the end, drawn at random)"
     drawn = [(t.values, t.params) for t in sample.trials]
     assert drawn == [(t.values, t.params) for t in again.trials]  # the same draw every time
     held = [(t.values, t.params) for t in study.trials]
