@@ -15,7 +15,7 @@ from jumpsearch.records import front, stopped, summary, trained
 from jumpsearch.results import pareto_front
 from jumpsearch.storage import require_jumpsearch_study
 
-# Importances and parallel coordinates from at most this many completed trials, drawn at random. At
+# Importances and parallel coordinates from at most this many trained trials, drawn at random. At
 # 10,000 trials on a 2-core CPU, Optuna's importance plot deep-copies every trial once per parameter for
 # its hover text (13 s for two objectives, even with trials holding parameters and values alone; 2 s at
 # 2,000), and its parallel coordinates build a plotly trace per trial (4 s; 0.8 s at 2,000).
