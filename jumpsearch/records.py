@@ -23,6 +23,7 @@ import copy
 import functools
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -224,7 +225,8 @@ def _record_in_one_transaction(
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
-        write, cached = backend._set_trial_attr_without_commit, trial._cached_frozen_trial
+        backend._set_trial_attr_without_commit  # noqa: B018 (present in this Optuna?)
+        cached = trial._cached_frozen_trial
     except (ImportError, AttributeError):
         logger.debug("this Optuna has no transaction of several attributes: one write each")
         return False
@@ -236,9 +238,9 @@ def _record_in_one_transaction(
             study = session.query(models.StudyModel).filter(models.StudyModel.study_id == study_id)
             study.with_for_update(key_share=True).one()  # PostgreSQL: FOR NO KEY UPDATE (attribute writes go on)
         if held:
-            held.write(backend, session, trial)
-        for name, value in attrs.items():
-            write(session, models.TrialUserAttributeModel, trial._trial_id, name, value)
+            held.write(backend, session, trial, attrs)
+        else:
+            _write_attrs(backend, session, trial._trial_id, attrs)
         if same_key is not None:
             key, earlier = same_key
             rows = (
@@ -255,6 +257,31 @@ def _record_in_one_transaction(
         held.clear()
     cached.user_attrs.update(attrs)
     return True
+
+
+def _write_attrs(backend: Any, session: Any, trial_id: int, attrs: dict[str, Any]) -> None:
+    """Write a running trial's user attributes in ``session``'s transaction: on SQLite and PostgreSQL one
+    statement for all of them (the upsert Optuna writes for one, with a row each: Optuna's look-up of the
+    trial and build of a statement, per attribute, cost about 1 ms each, and a trial records about 20),
+    elsewhere Optuna's, one at a time."""
+    from optuna.storages._rdb import models
+
+    model = models.TrialUserAttributeModel
+    if backend.engine.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif backend.engine.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):  # upserts
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        for key, value in attrs.items():
+            backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
+        return
+    if not attrs:
+        return
+    backend.check_trial_is_updatable(trial_id, models.TrialModel.find_or_raise_by_id(trial_id, session).state)
+    values = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
+    upsert = insert(model).values(values)
+    same = {"value_json": upsert.excluded.value_json}
+    session.execute(upsert.on_conflict_do_update(index_elements=[model.trial_id, model.key], set_=same))
 
 
 class _Held:
@@ -275,14 +302,12 @@ class _Held:
     def __bool__(self) -> bool:
         return bool(self.params or self.attrs)
 
-    def write(self, backend: Any, session: Any, trial: optuna.Trial) -> None:
-        """Write what is held in ``session``'s transaction, and forget it once that commits (``clear``)."""
-        from optuna.storages._rdb import models
-
+    def write(self, backend: Any, session: Any, trial: optuna.Trial, attrs: dict[str, Any] | None = None) -> None:
+        """Write what is held, and ``attrs`` after it, in ``session``'s transaction; forget what was held
+        once that commits (``clear``)."""
         for name, value, distribution in self.params:
             backend._set_trial_param_without_commit(session, trial._trial_id, name, value, distribution)
-        for key, value in self.attrs.items():
-            backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+        _write_attrs(backend, session, trial._trial_id, {**self.attrs, **(attrs or {})})
 
     def clear(self) -> None:
         self.params.clear()

@@ -87,6 +87,31 @@ def test_a_trained_trial_records_everything_in_at_most_five_writes_and_one_per_e
     assert per_trial(writes["log"]) == [5 + 4], writes["log"]
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_trials_attributes_go_in_one_statement_and_read_back_as_optuna_writes_them(kind, tmp_path, request):
+    url = f"sqlite:///{tmp_path}/a.db" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(study_name="a", storage=storage)
+    trial = study.ask()
+    trial.set_user_attr("d", [1])  # Optuna's own write
+    inserts = []
+
+    @sqlalchemy.event.listens_for(storage.engine, "before_cursor_execute")
+    def seen(conn, cursor, statement, *args):
+        if re.match(r"\s*INSERT INTO trial_user_attributes", statement, re.IGNORECASE):
+            inserts.append(statement)
+
+    record(trial, {"a": 1, "b": {"x": [1.5, None]}, "c": "text"})
+    record(trial, {"a": 2, "d": [2]})  # replaces a value Optuna wrote, and one of ours
+    assert len(inserts) == 2  # a statement for each record, whatever its number of attributes
+    expected = {"a": 2, "b": {"x": [1.5, None]}, "c": "text", "d": [2]}
+    assert trial.user_attrs == expected
+    assert optuna.load_study(study_name="a", storage=url).trials[0].user_attrs == expected  # another process
+    study.tell(trial, 1.0)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        record(trial, {"e": 1, "f": 2})
+
+
 def test_a_search_with_an_epoch_budget_stops_once_its_trials_trained_that_many(tmp_path):
     """Each trial trains 4 epochs: a budget of 10 stops the search after the third (12 epochs spent)."""
     from jumpsearch.records import spent
