@@ -279,9 +279,10 @@ def _write_attrs(backend: Any, session: Any, trial_id: int, attrs: dict[str, Any
         return
     backend.check_trial_is_updatable(trial_id, models.TrialModel.find_or_raise_by_id(trial_id, session).state)
     values = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
-    upsert = insert(model).values(values)
-    same = {"value_json": upsert.excluded.value_json}
-    session.execute(upsert.on_conflict_do_update(index_elements=[model.trial_id, model.key], set_=same))
+    for start in range(0, len(values), 300):  # 3 bound values a row: under SQLite's oldest limit, 999
+        upsert = insert(model).values(values[start : start + 300])
+        same = {"value_json": upsert.excluded.value_json}
+        session.execute(upsert.on_conflict_do_update(index_elements=[model.trial_id, model.key], set_=same))
 
 
 class _Held:

@@ -12,7 +12,7 @@ import test_workers
 import yaml
 
 from jumpsearch.errors import JumpsearchError
-from jumpsearch.records import record, record_configuration
+from jumpsearch.records import held_writes, record, record_configuration
 from jumpsearch.space import space_from_dict
 from jumpsearch.study import WORKER, run_search
 from jumpsearch.training import TrainResult
@@ -103,8 +103,13 @@ def test_a_trials_attributes_go_in_one_statement_and_read_back_as_optuna_writes_
 
     record(trial, {"a": 1, "b": {"x": [1.5, None]}, "c": "text"})
     record(trial, {"a": 2, "d": [2]})  # replaces a value Optuna wrote, and one of ours
-    assert len(inserts) == 2  # a statement for each record, whatever its number of attributes
-    expected = {"a": 2, "b": {"x": [1.5, None]}, "c": "text", "d": [2]}
+    with held_writes(trial):
+        trial.set_user_attr("c", "held")
+        trial.set_user_attr("g", 0)
+        record(trial, {"g": 3})  # what is held goes with it, the later value of a key winning
+    assert len(inserts) == 3  # a statement for each record, whatever its number of attributes
+    record(trial, {f"k{i}": i for i in range(700)})  # more rows than one statement of 999 values holds
+    expected = {"a": 2, "b": {"x": [1.5, None]}, "c": "held", "d": [2], "g": 3} | {f"k{i}": i for i in range(700)}
     assert trial.user_attrs == expected
     assert optuna.load_study(study_name="a", storage=url).trials[0].user_attrs == expected  # another process
     study.tell(trial, 1.0)
