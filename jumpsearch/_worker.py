@@ -1,6 +1,7 @@
 """A worker process of ``run_workers``: it imports its backend at once, says on stderr that it is ready
 (and on which device), then runs ``run_search`` on the job its supervisor writes to its stdin as one
-JSON line (an empty stdin: nothing to do).
+JSON line (an empty stdin: nothing to do). A standby's job says ``"standby": true``: it opens the study
+and waits for a second line, its turn (see ``_standby``).
 
 It reports through the storage and its stderr: one line per trial that did not train, and an error as
 one ``jumpsearch: error:`` line with exit status 2. A signal fails the running trial with the signal's
@@ -10,14 +11,19 @@ name and exits with 128 + its number.
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from typing import Any
 
 from jumpsearch.device import backend, check_backend, setup_device
 from jumpsearch.errors import JumpsearchError, handle_signals, interruption
 from jumpsearch.logs import configure
-from jumpsearch.space import space_from_dict
-from jumpsearch.study import run_search
-from jumpsearch.workers import ERROR_PREFIX, READY_PREFIX
+from jumpsearch.records import searched
+from jumpsearch.space import SearchSpace, space_from_dict
+from jumpsearch.study import WORKER, _open_search, _search, run_search
+from jumpsearch.workers import DONE_LINE, ERROR_PREFIX, READY_PREFIX
+
+logger = logging.getLogger(__name__)
 
 
 def _start_backend() -> str:
@@ -28,6 +34,22 @@ def _start_backend() -> str:
         raise
     except Exception as e:
         raise JumpsearchError(f"the {check_backend()} backend failed to start: {type(e).__name__}: {e}") from None
+
+
+def _standby(space: SearchSpace, job: dict[str, Any]) -> None:
+    """Open the study and read its trials, then wait for the supervisor's word: a second line on stdin
+    (``{"timeout": seconds}``) to search, or its end to leave without training. The data set, the study
+    and Optuna's cache of its trials (seconds at thousands of trials) are then ready when the worker
+    this one replaces is recycled; its first trial reads only what changed since."""
+    opening = {key: job.pop(key) for key in ("storage", "study_name", "seed", "data_dir", "heartbeat")}
+    study, data = _open_search(space, **opening)
+    study.get_trials(deepcopy=False)
+    logger.debug("standby %s: study %r read (%d trials trained); waiting for its turn", WORKER, study.study_name,
+                 searched(study))  # fmt: skip
+    turn = sys.stdin.readline()
+    if turn:
+        logger.debug("standby %s takes its turn", WORKER)
+        _search(study, space, data, storage=opening["storage"], seed=opening["seed"], **job, **json.loads(turn))
 
 
 def main() -> int:
@@ -42,7 +64,13 @@ def main() -> int:
         job = json.loads(line)
         configure(job.pop("log_level"))
         space = space_from_dict(job.pop("space"), job.pop("source"))
-        run_search(space, **job)
+        if job.pop("standby", False):
+            _standby(space, job)
+        else:
+            run_search(space, **job)
+        # Said before the interpreter's exit, which takes a second with a backend loaded: the supervisor
+        # hands the slot to the standby meanwhile.
+        print(DONE_LINE, file=sys.stderr, flush=True)
     except BaseException as e:
         stop = interruption(e)  # whatever error a signal became on its way out
         if stop is not None:

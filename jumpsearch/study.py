@@ -591,12 +591,49 @@ def run_search(
         >>> study = run_search(load_space("search_spaces/digits.yaml"), trials=3)  # doctest: +SKIP
         >>> [t.values for t in study.best_trials]  # doctest: +SKIP
     """
+    study, data = _open_search(space, storage=storage, study_name=study_name, seed=seed, data_dir=data_dir,
+                              data=data, heartbeat=heartbeat)  # fmt: skip
+    return _search(study, space, data, trials=trials, timeout=timeout, storage=storage, seed=seed, progress=progress,
+                  train=train, process_trials=process_trials, epoch_budget=epoch_budget)  # fmt: skip
+
+
+def _open_search(
+    space: SearchSpace,
+    *,
+    storage: str | optuna.storages.BaseStorage | None = None,
+    study_name: str | None = None,
+    seed: int | None = None,
+    data_dir: str | None = None,
+    data: Dataset | None = None,
+    heartbeat: int = HEARTBEAT_INTERVAL,
+) -> tuple[optuna.Study, Dataset]:
+    """The first half of ``run_search``: the data set, the space against it, and the study, created or
+    resumed; nothing trains. A standby worker of ``run_workers`` does this while another trains."""
     if data is None:
         data = load_dataset(space.data, data_dir)
     space.check(data.input_shape, data.num_classes)
     study = create_study(space, storage, study_name, seed, heartbeat, data)
-    if data_dir is not None:  # where the data set was, for an export of this study to train on
-        study.set_user_attr("data_dir", str(Path(data_dir).resolve()))
+    if data_dir is not None and study.user_attrs.get("data_dir") != str(Path(data_dir).resolve()):
+        study.set_user_attr("data_dir", str(Path(data_dir).resolve()))  # for an export of this study to train on
+    return study, data
+
+
+def _search(
+    study: optuna.Study,
+    space: SearchSpace,
+    data: Dataset,
+    *,
+    trials: int | None = None,
+    timeout: float | None = None,
+    storage: str | optuna.storages.BaseStorage | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+    train: Callable[..., Any] | None = None,
+    process_trials: int | None = None,
+    epoch_budget: int | None = None,
+) -> optuna.Study:
+    """The second half of ``run_search``: train trials of the study ``_open_search`` returned (same
+    keywords; ``storage`` only names the storage in an error)."""
     budget = trials or space.trials
     done = searched(study)
     if done >= budget:

@@ -3,7 +3,10 @@
 ``run_workers`` checks the space, the data set and the storage once, creates the study, then keeps
 ``workers`` processes training until the study holds its budget. Each worker is ``run_search`` in a
 fresh interpreter, which it leaves after ``recycle`` trained trials (TensorFlow keeps native memory of
-every model it traces; a new process gives it back) to be replaced by another. With GPUs, each worker
+every model it traces; a new process gives it back) to be replaced by another: a standby, started while
+the last one trained, that has imported its backend, loaded the data, opened the study and read its
+trials by then (a replacement otherwise costs seconds of start-up, and more at thousands of trials, with
+nothing training). With GPUs, each worker
 sees only its own through ``CUDA_VISIBLE_DEVICES``. The supervisor imports no backend: its workers say
 on which device they train before the study is made, it reads progress from the storage, forwards a
 SIGINT or SIGTERM to its workers (each fails its running trial with that reason), fails the trials of a
@@ -21,17 +24,19 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from jumpsearch.data import load_dataset
 from jumpsearch.device import check_backend
 from jumpsearch.errors import Interrupted, JumpsearchError, check_interrupted
 from jumpsearch.progress import SearchBar
-from jumpsearch.records import searched
+from jumpsearch.records import counts_as_searched, searched
 from jumpsearch.space import SearchSpace
 from jumpsearch.storage import HEARTBEAT_INTERVAL, redact, storage_url
 from jumpsearch.study import create_study, fail_running, worker_name
@@ -42,6 +47,7 @@ POLL_SECONDS = 0.5
 MAX_CRASHES = 3  # workers that die without a word, in a row, before the supervisor gives up
 ERROR_PREFIX = "jumpsearch: error: "  # how a worker reports the error that stops it
 READY_PREFIX = "jumpsearch-worker-ready: "  # how a worker says its backend has started, and on which device
+DONE_LINE = "jumpsearch-worker-done"  # how a worker says it has finished its share, before its exit
 
 
 def gpu_ids(spec: str) -> list[str]:
@@ -70,17 +76,27 @@ def _die_with_parent() -> None:
 
 
 @dataclass
+class _Process:
+    """One worker process: what it said when ready (device, backend), and the last error line it printed."""
+
+    popen: subprocess.Popen
+    error: str = ""
+    device: dict[str, str] = field(default_factory=dict)
+    ready: threading.Event = field(default_factory=threading.Event, repr=False)  # ready, or gone
+    done: bool = False  # it has finished its share and is exiting
+    reader: threading.Thread | None = field(default=None, repr=False)
+
+
+@dataclass
 class _Worker:
-    """One slot: the process filling it now, its GPU, and the last error line it printed."""
+    """One slot: its GPU, the process training in it now and, while that one trains, the standby that
+    will replace it when it is recycled (started, its job read, waiting for its turn)."""
 
     gpu: str | None
-    process: subprocess.Popen | None = None
+    process: _Process | None = None
+    standby: _Process | None = None
     trained_at_start: int = 0
-    error: str = ""
     crashes: int = 0
-    device: dict[str, str] = field(default_factory=dict)  # what the worker said when ready: device, backend
-    ready: threading.Event = field(default_factory=threading.Event, repr=False)  # ready, or gone
-    reader: threading.Thread | None = field(default=None, repr=False)
 
 
 class _Supervisor:
@@ -90,17 +106,17 @@ class _Supervisor:
         self.slots = slots
         self.job: dict[str, Any] = {}
         self.write: Any = lambda line: print(line, file=sys.stderr, flush=True)
+        self.wake = threading.Event()  # a worker has finished its share
+        self.leaving: list[_Process] = []  # workers that have finished their share and are exiting
 
-    def spawn(self, slot: _Worker) -> None:
+    def spawn(self, slot: _Worker) -> _Process:
         """A worker that imports its backend at once and then waits for its job on stdin: started before
-        the supervisor has checked the input, its start-up overlaps that check."""
+        the supervisor has checked the input (or while the slot's worker trains), its start-up overlaps
+        that work."""
         env = dict(os.environ)
         if slot.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot.gpu
-        slot.error = ""
-        slot.ready.clear()
-        slot.device = {}
-        slot.process = subprocess.Popen(
+        popen = subprocess.Popen(
             [sys.executable, "-m", "jumpsearch._worker"],
             env=env,
             stdin=subprocess.PIPE,
@@ -110,83 +126,131 @@ class _Supervisor:
             start_new_session=True,  # a terminal's Ctrl-C reaches the supervisor, which forwards it once
             preexec_fn=_die_with_parent,
         )
-        slot.reader = threading.Thread(target=self._relay, args=(slot, slot.process), daemon=True)
-        slot.reader.start()
+        process = _Process(popen)
+        process.reader = threading.Thread(target=self._relay, args=(process,), daemon=True)
+        process.reader.start()
+        return process
 
-    def assign(self, slot: _Worker, timeout: float | None) -> None:
-        assert slot.process is not None and slot.process.stdin is not None
+    def _send(self, process: _Process, message: dict[str, Any], last: bool) -> None:
+        assert process.popen.stdin is not None
         # A worker that has already stopped closed its end: with SIGPIPE at its default (the CLI's, for
         # `| head`), writing to it would kill the supervisor. The supervisor reads why from its status.
         default = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         try:
-            slot.process.stdin.write(json.dumps({**self.job, "timeout": timeout}) + "\n")
-            slot.process.stdin.close()
-        except BrokenPipeError:
+            process.popen.stdin.write(json.dumps(message) + "\n")
+            process.popen.stdin.flush()
+            if last:
+                process.popen.stdin.close()
+        except (BrokenPipeError, ValueError):
             pass
         finally:
             signal.signal(signal.SIGPIPE, default)
 
+    def assign(self, slot: _Worker, timeout: float | None) -> None:
+        assert slot.process is not None
+        self._send(slot.process, {**self.job, "timeout": timeout}, last=True)
+
     def start(self, slot: _Worker, timeout: float | None) -> None:
-        self.spawn(slot)
+        """Fill the slot: with its standby where it has one still alive (it opened the study and read
+        its trials while the last worker trained), else with a new process."""
+        standby, slot.standby = slot.standby, None
+        if standby is not None and standby.popen.poll() is None:
+            slot.process = standby
+            self._send(standby, {"timeout": timeout}, last=True)  # its turn
+            return
+        if standby is not None:  # it stopped while waiting: its error, if any, stops the run
+            status = self.reap(standby)
+            if status == 2 and standby.error:
+                self.signal_all(signal.SIGTERM)
+                self.wait_all()
+                raise JumpsearchError(standby.error)
+        slot.process = self.spawn(slot)
         self.assign(slot, timeout)
 
-    def kill_all(self, slots: Sequence[_Worker] | None = None) -> None:
-        """Stop workers that have not been given a job (they have written nothing)."""
+    def prepare(self, slot: _Worker) -> None:
+        """Start the slot's standby and give it its job at once: it imports its backend, loads the data,
+        opens the study and reads its trials, then waits for its turn (``start``)."""
+        if slot.standby is None:
+            slot.standby = self.spawn(slot)
+            self._send(slot.standby, {**self.job, "standby": True}, last=False)
+
+    def dismiss(self, slots: Sequence[_Worker] | None = None) -> None:
+        """Stop standbys that will not be needed. A standby holds no trial and writes nothing (it only
+        reads the study), so it is killed, wherever it is in its start-up."""
         for slot in self.slots if slots is None else slots:
-            if slot.process is not None and slot.process.poll() is None:
-                slot.process.kill()
-                slot.process.wait()
-            slot.process = None
+            standby, slot.standby = slot.standby, None
+            if standby is not None:
+                if standby.popen.poll() is None:
+                    standby.popen.kill()
+                self.reap(standby)
+
+    def reap(self, process: _Process) -> int:
+        status = process.popen.wait()
+        if process.reader is not None:
+            process.reader.join(timeout=5)
+        return status
+
+    def processes(self) -> list[_Process]:
+        return [p for slot in self.slots for p in (slot.process, slot.standby) if p is not None] + self.leaving
+
+    def kill_all(self, slots: Sequence[_Worker] | None = None) -> None:
+        """Stop workers that have not been given a job (they have written nothing), and standbys."""
+        for slot in self.slots if slots is None else slots:
+            for process in (slot.process, slot.standby):
+                if process is not None and process.popen.poll() is None:
+                    process.popen.kill()
+                    process.popen.wait()
+            slot.process = slot.standby = None
 
     def wait_ready(self, gpus: Sequence[str] | None) -> str:
         """Wait until every worker has started its backend, before anything is written to the storage: a
         worker that cannot start (a broken backend, a GPU it cannot see) stops the run in one line and
         leaves no study behind. Returns where the run trains, to be said once."""
-        for slot in self.slots:
-            while not slot.ready.wait(POLL_SECONDS):
+        started = [slot.process for slot in self.slots if slot.process is not None]
+        for process in started:
+            while not process.ready.wait(POLL_SECONDS):
                 check_interrupted()
-            if not slot.device:  # its stderr ended before it was ready: it stopped
-                assert slot.process is not None
-                status = slot.process.wait()
-                if slot.reader is not None:
-                    slot.reader.join(timeout=5)
-                raise JumpsearchError(slot.error or f"a worker stopped with status {status} before it started")
-        blind = [slot for slot in self.slots if gpus and slot.device["device"] == "CPU"]
+            if not process.device:  # its stderr ended before it was ready: it stopped
+                status = self.reap(process)
+                raise JumpsearchError(process.error or f"a worker stopped with status {status} before it started")
+        blind = [(slot, slot.process) for slot in self.slots
+                 if gpus and slot.process is not None and slot.process.device["device"] == "CPU"]  # fmt: skip
         if blind:
+            slot, process = blind[0]
             raise JumpsearchError(
-                f"gpus={','.join(gpus or [])}: {blind[0].device['backend']} sees no GPU there "
-                f"(CUDA_VISIBLE_DEVICES={blind[0].gpu}); leave gpus out to train on the CPU"
+                f"gpus={','.join(gpus or [])}: {process.device['backend']} sees no GPU there "
+                f"(CUDA_VISIBLE_DEVICES={slot.gpu}); leave gpus out to train on the CPU"
             )
-        devices = sorted({(slot.gpu or "", slot.device["device"]) for slot in self.slots})
+        devices = sorted({(slot.gpu or "", slot.process.device["device"]) for slot in self.slots if slot.process})
         where = ", ".join(f"GPU {gpu}: {device}" if gpu else device for gpu, device in devices)
         if where == "CPU":
             where = "CPU (no GPU visible)"
-        return f"{where} with {self.slots[0].device['backend']}"
+        return f"{where} with {started[0].device['backend']}"
 
-    def _relay(self, slot: _Worker, process: subprocess.Popen) -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
+    def _relay(self, process: _Process) -> None:
+        assert process.popen.stderr is not None
+        for line in process.popen.stderr:
             line = line.rstrip("\n")
             if line.startswith(ERROR_PREFIX):
-                slot.error = line[len(ERROR_PREFIX) :]
+                process.error = line[len(ERROR_PREFIX) :]
             elif line.startswith(READY_PREFIX):
-                slot.device = json.loads(line[len(READY_PREFIX) :])
-                slot.ready.set()
+                process.device = json.loads(line[len(READY_PREFIX) :])
+                process.ready.set()
+            elif line == DONE_LINE:
+                process.done = True
+                self.wake.set()
             else:
                 self.write(line)
-        slot.ready.set()
+        process.ready.set()
 
     def signal_all(self, signum: int) -> None:
-        for slot in self.slots:
-            if slot.process is not None and slot.process.poll() is None:
-                slot.process.send_signal(signum)
+        for process in self.processes():
+            if process.popen.poll() is None:
+                process.popen.send_signal(signum)
 
     def wait_all(self) -> None:
-        for slot in self.slots:
-            if slot.process is not None:
-                slot.process.wait()
-                if slot.reader is not None:
-                    slot.reader.join(timeout=5)
+        for process in self.processes():
+            self.reap(process)
 
 
 def run_workers(
@@ -219,7 +283,7 @@ def run_workers(
     slots = [_Worker(gpus[i] if gpus else None) for i in range(workers)]
     supervisor = _Supervisor(slots)
     for slot in slots:
-        supervisor.spawn(slot)
+        slot.process = supervisor.spawn(slot)
     bar = None
     try:
         data = load_dataset(space.data, data_dir)  # before the study: a missing data set writes nothing
@@ -257,7 +321,8 @@ def run_workers(
             if slot.process is not None:
                 slot.trained_at_start = done
                 supervisor.assign(slot, timeout)
-        _supervise(supervisor, study, budget, deadline, bar)
+        _supervise(supervisor, study, budget, deadline, bar, recycle or 0)
+        supervisor.wait_all()  # the last workers' exits
     except KeyboardInterrupt as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         supervisor.signal_all(signum)
@@ -286,12 +351,20 @@ def _fail_orphans(study: optuna.Study, process: subprocess.Popen, status: int) -
 
 
 def _supervise(
-    supervisor: _Supervisor, study: optuna.Study, budget: int, deadline: float | None, bar: SearchBar | None
+    supervisor: _Supervisor,
+    study: optuna.Study,
+    budget: int,
+    deadline: float | None,
+    bar: SearchBar | None,
+    recycle: int,
 ) -> None:
     """Refill slots whose worker finished its share, until the budget or the deadline, with no more
-    workers than trials left; stop on an error."""
+    workers than trials left; stop on an error. Slots whose worker will be recycled before the budget is
+    filled keep a standby ready to take over (``_keep_standbys``)."""
+    standbys = again = bool(recycle)  # standbys may be wanted; look again at the next poll
     while True:
-        time.sleep(POLL_SECONDS)
+        supervisor.wake.wait(POLL_SECONDS)
+        supervisor.wake.clear()
         check_interrupted()  # a signal whose exception a finalizer swallowed
         if bar is not None:
             bar.refresh()
@@ -300,18 +373,21 @@ def _supervise(
         for slot in supervisor.slots:
             if slot.process is None:  # finished, and not started again
                 continue
-            status = slot.process.poll()
-            if status is None:
+            status = slot.process.popen.poll()
+            if status is None and not slot.process.done:
                 continue
             process, slot.process = slot.process, None  # handled once: started again below, or left empty
-            if slot.reader is not None:
-                slot.reader.join(timeout=5)
-            if status not in (0, 2) and not slot.error:  # it died without failing its own trial
-                _fail_orphans(study, process, status)
-            if status == 2 or (status != 0 and slot.error):
+            if status is None:  # finished, still exiting: the slot is free (its exit is reaped at the end)
+                supervisor.leaving.append(process)
+                status = 0
+            else:
+                supervisor.reap(process)
+            if status not in (0, 2) and not process.error:  # it died without failing its own trial
+                _fail_orphans(study, process.popen, status)
+            if status == 2 or (status != 0 and process.error):
                 supervisor.signal_all(signal.SIGTERM)
                 supervisor.wait_all()
-                raise JumpsearchError(slot.error or f"a worker stopped with status {status}")
+                raise JumpsearchError(process.error or f"a worker stopped with status {status}")
             if status != 0:
                 slot.crashes += 1
                 supervisor.write(f"jumpsearch: a worker ended with status {status}; starting another")
@@ -332,4 +408,31 @@ def _supervise(
                 supervisor.start(slot, remaining)
                 running += 1
         if running == 0:
+            supervisor.dismiss()
             return
+        if standbys and (ended or again):
+            standbys, again = _keep_standbys(supervisor, study, budget, recycle)
+
+
+def _keep_standbys(supervisor: _Supervisor, study: optuna.Study, budget: int, recycle: int) -> tuple[bool, bool]:
+    """Keep a standby for each worker that will be recycled before the budget is filled (the trials left
+    beyond what the running workers train before their recycling, ``recycle`` per replacement), those
+    nearest their recycling first; stop the others (each would start only to be sent away). A standby
+    starts once its worker has trained a trial: not beside a new worker's first trial, whose trace would
+    compete with its start-up for the cores. Returns whether standbys may still be wanted (the trials
+    left beyond the workers' share only shrink, until a replacement adds its own share), and whether a
+    worker that needs one has yet to train its first trial (look again at the next poll)."""
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    counted = [t for t in finished if counts_as_searched(t)]
+    by_worker = Counter(t.user_attrs.get("worker") for t in counted)
+    busy = [slot for slot in supervisor.slots if slot.process is not None]
+    trained = {id(slot): by_worker[worker_name(slot.process.popen.pid)] for slot in busy}  # type: ignore[union-attr]
+    share = sum(max(recycle - n, 0) for n in trained.values())
+    beyond = budget - len(counted) - share
+    replacements = min(len(busy), -(-beyond // recycle)) if beyond > 0 else 0
+    nearest = sorted(busy, key=lambda slot: -trained[id(slot)])
+    supervisor.dismiss([slot for slot in supervisor.slots if slot not in nearest[:replacements]])
+    for slot in nearest[:replacements]:
+        if trained[id(slot)]:
+            supervisor.prepare(slot)
+    return beyond > 0, any(not trained[id(slot)] for slot in nearest[:replacements])

@@ -3,6 +3,7 @@ leave a resumable study, and no configuration is trained twice however many proc
 
 import importlib.util
 import os
+import re
 import resource
 import shutil
 import signal
@@ -355,14 +356,22 @@ def test_two_processes_on_one_study_train_distinct_configurations(tmp_path, writ
     assert len({t.user_attrs["worker"] for t in trained(study)}) == 2
 
 
-def test_a_recycled_worker_goes_on_with_new_configurations(tmp_path, write_space):
+def test_a_recycled_worker_is_replaced_by_a_standby_that_read_the_study_before_its_turn(tmp_path, write_space):
+    """One worker recycled after two trials, four trials: once the first has trained, a standby starts,
+    opens the study and reads its trials; the second half of the budget is its turn."""
     space = write_space(space_text(name="recycle"))
-    result = jumpsearch("run", "--space", str(space), "--trials", "4", "--recycle", "2", "-q", cwd=tmp_path)
+    result = jumpsearch("-v", "run", "--space", str(space), "--trials", "4", "--recycle", "2", "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "error" not in result.stderr, result.stderr
     study = optuna.load_study(study_name="recycle", storage=f"sqlite:///{tmp_path}/studies/recycle.db")
     assert len(trained(study)) == 4
     all_distinct(study)
-    assert len({t.user_attrs["worker"] for t in trained(study)}) == 2  # two worker processes in turn
+    workers = [t.user_attrs["worker"] for t in sorted(trained(study), key=lambda t: t.number)]
+    assert len(set(workers)) == 2 and workers[0] == workers[1] != workers[2] == workers[3]  # two processes in turn
+    said = r"standby (\S+): study 'recycle' read \((\d+) trials trained\); waiting for its turn"
+    ((standby, read),) = re.findall(said, result.stderr)
+    assert re.findall(r"standby (\S+) takes its turn", result.stderr) == [standby] == [workers[2]]
+    assert int(read) >= 1  # started once its predecessor had trained a trial
 
 
 def test_a_resume_after_sigkill_trains_new_configurations(tmp_path, write_space):

@@ -9,15 +9,18 @@ import sys
 import time
 import uuid
 from datetime import datetime
+from types import SimpleNamespace
 
 import optuna
 import pytest
 import sqlalchemy.exc
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
 from jumpsearch.cli import main
 from jumpsearch.records import is_stopped, trained
+from jumpsearch.study import worker_name
+from jumpsearch.workers import _keep_standbys, _Process, _Supervisor, _Worker
 
 SPACE = """\
 name: {name}
@@ -276,3 +279,44 @@ def test_run_says_once_on_which_device_it_trains(tmp_path, write_space):
     said = [line for line in output.splitlines() if line.startswith("jumpsearch: training on ")]
     gpu = shutil.which("nvidia-smi") is not None
     assert len(said) == 1 and (gpu or said[0] == "jumpsearch: training on CPU (no GPU visible) with tensorflow")
+
+
+class _Recorded(_Supervisor):
+    """A supervisor that records which slots it would give a standby, and starts nothing."""
+
+    def prepare(self, slot: _Worker) -> None:
+        slot.standby = "standby"  # type: ignore[assignment]
+
+    def dismiss(self, slots=None) -> None:
+        for slot in self.slots if slots is None else slots:
+            slot.standby = None
+
+
+@pytest.mark.parametrize(
+    ("budget", "standbys", "wanted"),
+    [(11, [True, True], True), (8, [True, False], True), (7, [False, False], False)],
+)
+def test_standbys_go_to_the_workers_recycled_before_the_budget_is_filled(budget, standbys, wanted):
+    """Recycled every 3 trials: worker 1 has trained 2 (1 left in its share), worker 2 has trained 1 (2
+    left), another machine 1, so 4 trained and 3 in the workers' shares; trials beyond them need one
+    replacement per 3, worker 1's first (nearest its recycling)."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for worker in (1, 1, 2, 9):
+        study.add_trial(
+            create_trial(state=TrialState.COMPLETE, values=[0.5, 10], user_attrs={"worker": worker_name(worker)})
+        )
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"worker": worker_name(2)}))  # not in a share
+    slots = [_Worker(None, process=_Process(SimpleNamespace(pid=pid))) for pid in (1, 2)]  # type: ignore[arg-type]
+    supervisor = _Recorded(slots)
+    assert _keep_standbys(supervisor, study, budget, recycle=3) == (wanted, False)
+    assert [slot.standby is not None for slot in slots] == standbys
+
+
+def test_a_standby_waits_until_its_worker_has_trained_a_trial():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(create_trial(state=TrialState.COMPLETE, values=[0.5, 10], user_attrs={"worker": worker_name(1)}))
+    slots = [_Worker(None, process=_Process(SimpleNamespace(pid=pid))) for pid in (1, 2)]  # type: ignore[arg-type]
+    supervisor = _Recorded(slots)
+    # Shares 1 + 2, 1 trained: 3 beyond, one replacement each; worker 2 has trained nothing yet.
+    assert _keep_standbys(supervisor, study, budget=7, recycle=2) == (True, True)
+    assert [slot.standby is not None for slot in slots] == [True, False]
