@@ -1,4 +1,5 @@
-"""Benchmarks of a trial's fixed costs, training throughput, counting and the digits search.
+"""Benchmarks of a trial's fixed costs, training throughput, counting and the digits search (in one
+process, and with its worker replaced every 5 trials).
 
     .venv/bin/python benchmarks/bench.py            # all of it, about 10 minutes on 2 CPU cores
     .venv/bin/python benchmarks/bench.py --quick    # fewer repetitions and trials
@@ -194,6 +195,28 @@ def digits_search(trials: int) -> dict:
     return {"trials": done, "seconds": round(seconds, 1), "trials_per_minute": round(60 * done / seconds, 2)}
 
 
+def recycled_search(trials: int, recycle: int, seed: int = 0) -> dict:
+    """The digits search through ``run_workers``, one worker replaced every ``recycle`` trained trials:
+    wall time (start-up included), the median trial, and the seconds between one worker's last trial and
+    the next worker's first (what a replacement costs the search)."""
+    from jumpsearch.workers import run_workers
+
+    space = load_space(ROOT / "search_spaces" / "digits.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        study = run_workers(space, recycle=recycle, trials=trials, seed=seed, storage=f"sqlite:///{tmp}/recycled.db")
+        seconds = time.perf_counter() - start
+        done = [t for t in study.get_trials() if t.datetime_complete is not None]
+    done.sort(key=lambda t: t.datetime_start)
+    pairs = zip(done, done[1:], strict=False)
+    between = [(b.datetime_start - a.datetime_complete).total_seconds()
+               for a, b in pairs if a.user_attrs["worker"] != b.user_attrs["worker"]]  # fmt: skip
+    return {"trials": trials, "recycle": recycle, "seed": seed, "seconds": round(seconds, 1),
+            "median_trial": round(statistics.median((t.datetime_complete - t.datetime_start).total_seconds()
+                                                    for t in done), 2),
+            "between_workers": [round(b, 2) for b in between]}  # fmt: skip
+
+
 def stopped_trials(trials: int, space_file: str = "digits.yaml", data_dir: str | None = None) -> dict:
     """Where the seconds of a trial stopped at its first rung go, on the search's own path: the digits
     space (or ``space_file`` of ``search_spaces``, its data in ``data_dir``) under ``asha`` from epoch 1,
@@ -309,6 +332,8 @@ def main() -> None:
     print(json.dumps(report["stopped_trials"]), flush=True)
     report["digits_search"] = digits_search(trials)
     print(json.dumps(report["digits_search"]), flush=True)
+    report["recycled_search"] = recycled_search(trials, recycle=5)
+    print(json.dumps(report["recycled_search"]), flush=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -389,7 +389,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--recycle", type=_count, default=20, metavar="N",
-        help="replace each worker process after N trained trials, returning its memory (default: 20; 0: never)",
+        help="replace each worker process after N trained trials, returning its memory; its successor starts "
+        "while it trains (default: 20; 0: never)",
     )  # fmt: skip
     run.add_argument(
         "--heartbeat", type=_positive, default=HEARTBEAT_INTERVAL, metavar="SECONDS",
