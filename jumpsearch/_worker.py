@@ -42,13 +42,17 @@ def _standby(space: SearchSpace, job: dict[str, Any]) -> None:
     and Optuna's cache of its trials (seconds at thousands of trials) are then ready when the worker
     this one replaces is recycled; its first trial reads only what changed since."""
     opening = {key: job.pop(key) for key in ("storage", "study_name", "seed", "data_dir", "heartbeat")}
-    study, data = _open_search(space, **opening)
+    on_gpu = job.pop("on_gpu")
+    study, data = _open_search(space, **opening, load_only=True)
     study.get_trials(deepcopy=False)
     logger.debug("standby %s: study %r read (%d trials trained); waiting for its turn", WORKER, study.study_name,
                  searched(study))  # fmt: skip
     turn = sys.stdin.readline()
     if turn:
         logger.debug("standby %s takes its turn", WORKER)
+        device = _start_backend()  # its device, now that the worker it replaces has left it
+        if on_gpu and device == "CPU":  # the backend could not start on the GPU (another process holds it)
+            raise JumpsearchError(f"a worker that replaced another sees no GPU ({backend()}): the run stops here")
         _search(study, space, data, storage=opening["storage"], seed=opening["seed"], **job, **json.loads(turn))
 
 
@@ -56,7 +60,8 @@ def main() -> int:
     handle_signals()
     configure()
     try:
-        device = _start_backend()  # quietly, while the supervisor checks the input
+        # Quietly, while the supervisor checks the input; a standby only imports its backend.
+        device = "" if "--standby" in sys.argv[1:] else _start_backend()
         print(READY_PREFIX + json.dumps({"device": device, "backend": backend()}), file=sys.stderr, flush=True)
         line = sys.stdin.readline()
         if not line:

@@ -65,6 +65,12 @@ def counts_as_searched(trial: FrozenTrial | Row) -> bool:
     return (trial.state == TrialState.COMPLETE and not is_duplicate(trial)) or is_stopped(trial)
 
 
+def counts_toward_recycling(trial: FrozenTrial) -> bool:
+    """What a worker process counts towards its ``--recycle`` trials: a trial it trained, to the end or
+    to a rung, or that failed; not a duplicate, nor a point rejected or over the budget."""
+    return (trial.state in (TrialState.COMPLETE, TrialState.FAIL) or is_stopped(trial)) and not is_duplicate(trial)
+
+
 def searched(study: optuna.Study) -> int:
     """Configurations trained, to the end or until the schedule stopped them: what a budget of trials counts."""
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))

@@ -31,6 +31,7 @@ from jumpsearch.progress import SearchBar
 from jumpsearch.records import (
     appended,
     counts_as_searched,
+    counts_toward_recycling,
     held_writes,
     is_duplicate,
     is_stopped,
@@ -419,6 +420,7 @@ def create_study(
     seed: int | None = None,
     heartbeat: int = HEARTBEAT_INTERVAL,
     data: Dataset | None = None,
+    load_only: bool = False,
 ) -> optuna.Study:
     """Create the space's study, or load it to resume; the study carries the space it was made from.
 
@@ -427,6 +429,8 @@ def create_study(
     edits (a wider range, a longer budget) are recorded in the study's ``space_changes``. ``storage`` is a
     URL (see ``open_storage``) or an Optuna storage object that threads of this process share; ``data``,
     the data set its trials train on, lets a sampler count candidate points before proposing one.
+    ``load_only``: load a study that a supervisor has created and checked, writing nothing (a standby
+    worker, which may be killed at any moment; an attempt to create it would write to a journal file).
     """
     name = study_name or space.name
     check_study_name(name)
@@ -435,6 +439,11 @@ def create_study(
     else:
         url = storage_url(storage, space.name)
         opened = open_storage(url, heartbeat)
+    if load_only:
+        try:
+            return optuna.load_study(study_name=name, storage=opened, sampler=space.make_sampler(seed, data))
+        except KeyError:
+            raise JumpsearchError(f"study {name!r} in {redact(url)}: not found") from None
     noted = _check_resume(name, opened, space, url)
     try:
         study = optuna.create_study(
@@ -493,7 +502,7 @@ class _Watch:
         failed = trial.state == TrialState.FAIL
         rejected = trial.state == TrialState.PRUNED and "rejected" in attrs
         duplicate = is_duplicate(trial)
-        trained = (trial.state in (TrialState.COMPLETE, TrialState.FAIL) or is_stopped(trial)) and not duplicate
+        trained = counts_toward_recycling(trial)
         # Failures count since the last completed trial; rejections and duplicates together since the last
         # trained one (a rejected point between two duplicates does not make the space less exhausted).
         self.failures = 0 if trial.state == TrialState.COMPLETE or is_stopped(trial) else self.failures + failed
@@ -606,13 +615,17 @@ def _open_search(
     data_dir: str | None = None,
     data: Dataset | None = None,
     heartbeat: int = HEARTBEAT_INTERVAL,
+    load_only: bool = False,
 ) -> tuple[optuna.Study, Dataset]:
     """The first half of ``run_search``: the data set, the space against it, and the study, created or
-    resumed; nothing trains. A standby worker of ``run_workers`` does this while another trains."""
+    resumed; nothing trains. A standby worker of ``run_workers`` does this while another trains, with
+    ``load_only`` (see ``create_study``)."""
     if data is None:
         data = load_dataset(space.data, data_dir)
     space.check(data.input_shape, data.num_classes)
-    study = create_study(space, storage, study_name, seed, heartbeat, data)
+    study = create_study(space, storage, study_name, seed, heartbeat, data, load_only)
+    if load_only:
+        return study, data
     if data_dir is not None and study.user_attrs.get("data_dir") != str(Path(data_dir).resolve()):
         study.set_user_attr("data_dir", str(Path(data_dir).resolve()))  # for an export of this study to train on
     return study, data

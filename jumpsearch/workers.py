@@ -15,6 +15,7 @@ worker that died, and reports a worker's error as its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ from jumpsearch.data import load_dataset
 from jumpsearch.device import check_backend
 from jumpsearch.errors import Interrupted, JumpsearchError, check_interrupted
 from jumpsearch.progress import SearchBar
-from jumpsearch.records import counts_as_searched, searched
+from jumpsearch.records import counts_as_searched, counts_toward_recycling, searched
 from jumpsearch.space import SearchSpace
 from jumpsearch.storage import HEARTBEAT_INTERVAL, redact, storage_url
 from jumpsearch.study import create_study, fail_running, worker_name
@@ -44,6 +45,7 @@ from jumpsearch.study import create_study, fail_running, worker_name
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
+STANDBY_POLLS = 20  # polls between looks at which workers need a standby (trials fail, workers die)
 MAX_CRASHES = 3  # workers that die without a word, in a row, before the supervisor gives up
 ERROR_PREFIX = "jumpsearch: error: "  # how a worker reports the error that stops it
 READY_PREFIX = "jumpsearch-worker-ready: "  # how a worker says its backend has started, and on which device
@@ -108,16 +110,17 @@ class _Supervisor:
         self.write: Any = lambda line: print(line, file=sys.stderr, flush=True)
         self.wake = threading.Event()  # a worker has finished its share
         self.leaving: list[_Process] = []  # workers that have finished their share and are exiting
+        self.on_gpu = False  # the run trains on GPUs: a slot's next worker waits for the last one's exit
 
-    def spawn(self, slot: _Worker) -> _Process:
+    def spawn(self, slot: _Worker, standby: bool = False) -> _Process:
         """A worker that imports its backend at once and then waits for its job on stdin: started before
         the supervisor has checked the input (or while the slot's worker trains), its start-up overlaps
-        that work."""
+        that work. A standby leaves its device alone until its turn (the worker it replaces uses it)."""
         env = dict(os.environ)
         if slot.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot.gpu
         popen = subprocess.Popen(
-            [sys.executable, "-m", "jumpsearch._worker"],
+            [sys.executable, "-m", "jumpsearch._worker", *(["--standby"] if standby else [])],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -142,7 +145,8 @@ class _Supervisor:
             if last:
                 process.popen.stdin.close()
         except (BrokenPipeError, ValueError):
-            pass
+            with contextlib.suppress(OSError, ValueError):  # closed now, not flushed again at exit
+                process.popen.stdin.close()
         finally:
             signal.signal(signal.SIGPIPE, default)
 
@@ -158,25 +162,28 @@ class _Supervisor:
             slot.process = standby
             self._send(standby, {"timeout": timeout}, last=True)  # its turn
             return
-        if standby is not None:  # it stopped while waiting: its error, if any, stops the run
-            status = self.reap(standby)
-            if status == 2 and standby.error:
-                self.signal_all(signal.SIGTERM)
-                self.wait_all()
-                raise JumpsearchError(standby.error)
+        if standby is not None:  # it stopped while waiting: a new process meets whatever stopped it
+            self._gone(standby)
         slot.process = self.spawn(slot)
         self.assign(slot, timeout)
 
     def prepare(self, slot: _Worker) -> None:
         """Start the slot's standby and give it its job at once: it imports its backend, loads the data,
         opens the study and reads its trials, then waits for its turn (``start``)."""
+        if slot.standby is not None and slot.standby.popen.poll() is not None:
+            self._gone(slot.standby)
+            slot.standby = None
         if slot.standby is None:
-            slot.standby = self.spawn(slot)
-            self._send(slot.standby, {**self.job, "standby": True}, last=False)
+            slot.standby = self.spawn(slot, standby=True)
+            self._send(slot.standby, {**self.job, "standby": True, "on_gpu": self.on_gpu}, last=False)
+
+    def _gone(self, standby: _Process) -> None:
+        status = self.reap(standby)
+        logger.debug("a standby worker stopped with status %d before its turn: %s", status, standby.error or "-")
 
     def dismiss(self, slots: Sequence[_Worker] | None = None) -> None:
-        """Stop standbys that will not be needed. A standby holds no trial and writes nothing (it only
-        reads the study), so it is killed, wherever it is in its start-up."""
+        """Stop standbys that will not be needed. A standby holds no trial and writes nothing (it loads
+        the study without creating it, and reads), so it is killed, wherever it is in its start-up."""
         for slot in self.slots if slots is None else slots:
             standby, slot.standby = slot.standby, None
             if standby is not None:
@@ -188,7 +195,15 @@ class _Supervisor:
         status = process.popen.wait()
         if process.reader is not None:
             process.reader.join(timeout=5)
+        if process.popen.stderr is not None:
+            process.popen.stderr.close()
         return status
+
+    def reap_left(self) -> None:
+        """Reap the workers that have finished their share and exited since."""
+        for process in [p for p in self.leaving if p.popen.poll() is not None]:
+            self.reap(process)
+            self.leaving.remove(process)
 
     def processes(self) -> list[_Process]:
         return [p for slot in self.slots for p in (slot.process, slot.standby) if p is not None] + self.leaving
@@ -222,6 +237,7 @@ class _Supervisor:
                 f"(CUDA_VISIBLE_DEVICES={slot.gpu}); leave gpus out to train on the CPU"
             )
         devices = sorted({(slot.gpu or "", slot.process.device["device"]) for slot in self.slots if slot.process})
+        self.on_gpu = any(device != "CPU" for _, device in devices)
         where = ", ".join(f"GPU {gpu}: {device}" if gpu else device for gpu, device in devices)
         if where == "CPU":
             where = "CPU (no GPU visible)"
@@ -361,11 +377,13 @@ def _supervise(
     """Refill slots whose worker finished its share, until the budget or the deadline, with no more
     workers than trials left; stop on an error. Slots whose worker will be recycled before the budget is
     filled keep a standby ready to take over (``_keep_standbys``)."""
-    standbys = again = bool(recycle)  # standbys may be wanted; look again at the next poll
+    again, polls = bool(recycle), 0  # look again for standbys at the next poll
     while True:
         supervisor.wake.wait(POLL_SECONDS)
         supervisor.wake.clear()
         check_interrupted()  # a signal whose exception a finalizer swallowed
+        supervisor.reap_left()
+        polls += 1
         if bar is not None:
             bar.refresh()
         remaining = deadline - time.monotonic() if deadline is not None else None
@@ -374,14 +392,17 @@ def _supervise(
             if slot.process is None:  # finished, and not started again
                 continue
             status = slot.process.popen.poll()
-            if status is None and not slot.process.done:
+            # Finished and still exiting: on a CPU the slot is free (its exit is reaped later); a GPU
+            # holds the last worker's memory until its exit.
+            if status is None and not (slot.process.done and not supervisor.on_gpu):
                 continue
             process, slot.process = slot.process, None  # handled once: started again below, or left empty
-            if status is None:  # finished, still exiting: the slot is free (its exit is reaped at the end)
+            if status is None:
                 supervisor.leaving.append(process)
-                status = 0
             else:
                 supervisor.reap(process)
+            if process.done:  # its share trained; how its interpreter's exit went is no news
+                status = 0
             if status not in (0, 2) and not process.error:  # it died without failing its own trial
                 _fail_orphans(study, process.popen, status)
             if status == 2 or (status != 0 and process.error):
@@ -410,29 +431,27 @@ def _supervise(
         if running == 0:
             supervisor.dismiss()
             return
-        if standbys and (ended or again):
-            standbys, again = _keep_standbys(supervisor, study, budget, recycle)
+        if recycle and (ended or again or polls % STANDBY_POLLS == 0):
+            again = _keep_standbys(supervisor, study, budget, recycle)
 
 
-def _keep_standbys(supervisor: _Supervisor, study: optuna.Study, budget: int, recycle: int) -> tuple[bool, bool]:
+def _keep_standbys(supervisor: _Supervisor, study: optuna.Study, budget: int, recycle: int) -> bool:
     """Keep a standby for each worker that will be recycled before the budget is filled (the trials left
     beyond what the running workers train before their recycling, ``recycle`` per replacement), those
     nearest their recycling first; stop the others (each would start only to be sent away). A standby
     starts once its worker has trained a trial: not beside a new worker's first trial, whose trace would
-    compete with its start-up for the cores. Returns whether standbys may still be wanted (the trials
-    left beyond the workers' share only shrink, until a replacement adds its own share), and whether a
-    worker that needs one has yet to train its first trial (look again at the next poll)."""
-    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    counted = [t for t in finished if counts_as_searched(t)]
-    by_worker = Counter(t.user_attrs.get("worker") for t in counted)
+    compete with its start-up for the cores. Returns whether a worker that needs one has yet to train its
+    first trial (look again at the next poll)."""
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    turns = Counter(t.user_attrs.get("worker") for t in finished if counts_toward_recycling(t))
     busy = [slot for slot in supervisor.slots if slot.process is not None]
-    trained = {id(slot): by_worker[worker_name(slot.process.popen.pid)] for slot in busy}  # type: ignore[union-attr]
-    share = sum(max(recycle - n, 0) for n in trained.values())
-    beyond = budget - len(counted) - share
+    taken = {id(slot): turns[worker_name(slot.process.popen.pid)] for slot in busy}  # type: ignore[union-attr]
+    share = sum(max(recycle - n, 0) for n in taken.values())
+    beyond = budget - sum(counts_as_searched(t) for t in finished) - share
     replacements = min(len(busy), -(-beyond // recycle)) if beyond > 0 else 0
-    nearest = sorted(busy, key=lambda slot: -trained[id(slot)])
-    supervisor.dismiss([slot for slot in supervisor.slots if slot not in nearest[:replacements]])
-    for slot in nearest[:replacements]:
-        if trained[id(slot)]:
+    nearest = sorted(busy, key=lambda slot: -taken[id(slot)])[:replacements]
+    supervisor.dismiss([slot for slot in supervisor.slots if slot not in nearest])
+    for slot in nearest:
+        if taken[id(slot)]:
             supervisor.prepare(slot)
-    return beyond > 0, any(not trained[id(slot)] for slot in nearest[:replacements])
+    return any(not taken[id(slot)] for slot in nearest)

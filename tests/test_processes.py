@@ -362,7 +362,7 @@ def test_a_recycled_worker_is_replaced_by_a_standby_that_read_the_study_before_i
     space = write_space(space_text(name="recycle"))
     result = jumpsearch("-v", "run", "--space", str(space), "--trials", "4", "--recycle", "2", "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr and "error" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "jumpsearch: error" not in result.stderr, result.stderr
     study = optuna.load_study(study_name="recycle", storage=f"sqlite:///{tmp_path}/studies/recycle.db")
     assert len(trained(study)) == 4
     all_distinct(study)
@@ -372,6 +372,8 @@ def test_a_recycled_worker_is_replaced_by_a_standby_that_read_the_study_before_i
     ((standby, read),) = re.findall(said, result.stderr)
     assert re.findall(r"standby (\S+) takes its turn", result.stderr) == [standby] == [workers[2]]
     assert int(read) >= 1  # started once its predecessor had trained a trial
+    with pytest.raises(ProcessLookupError):  # and it has left with the run (no process stays behind)
+        os.kill(int(standby.rsplit(":", 1)[1]), 0)
 
 
 def test_a_resume_after_sigkill_trains_new_configurations(tmp_path, write_space):
