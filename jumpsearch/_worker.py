@@ -36,13 +36,22 @@ def _start_backend() -> str:
         raise JumpsearchError(f"the {check_backend()} backend failed to start: {type(e).__name__}: {e}") from None
 
 
+def _check_device(device: str, on_gpu: bool) -> None:
+    """A worker started after the run's first ones must train where they do: a backend that finds its GPU
+    taken (JAX, say, where another process holds it) may start on the CPU instead."""
+    if on_gpu and device == "CPU":
+        raise JumpsearchError(f"a worker started during the run sees no GPU ({backend()}), as the first ones did")
+
+
 def _standby(space: SearchSpace, job: dict[str, Any]) -> None:
     """Open the study and read its trials, then wait for the supervisor's word: a second line on stdin
     (``{"timeout": seconds}``) to search, or its end to leave without training. The data set, the study
     and Optuna's cache of its trials (seconds at thousands of trials) are then ready when the worker
     this one replaces is recycled; its first trial reads only what changed since."""
     opening = {key: job.pop(key) for key in ("storage", "study_name", "seed", "data_dir", "heartbeat")}
-    on_gpu = job.pop("on_gpu")
+    on_gpu = job.pop("on_gpu", False)
+    if not on_gpu:  # on a CPU there is nothing to wait for; on a GPU, the worker it replaces holds it
+        _start_backend()
     study, data = _open_search(space, **opening, load_only=True)
     study.get_trials(deepcopy=False)
     logger.debug("standby %s: study %r read (%d trials trained); waiting for its turn", WORKER, study.study_name,
@@ -50,9 +59,7 @@ def _standby(space: SearchSpace, job: dict[str, Any]) -> None:
     turn = sys.stdin.readline()
     if turn:
         logger.debug("standby %s takes its turn", WORKER)
-        device = _start_backend()  # its device, now that the worker it replaces has left it
-        if on_gpu and device == "CPU":  # the backend could not start on the GPU (another process holds it)
-            raise JumpsearchError(f"a worker that replaced another sees no GPU ({backend()}): the run stops here")
+        _check_device(_start_backend(), on_gpu)
         _search(study, space, data, storage=opening["storage"], seed=opening["seed"], **job, **json.loads(turn))
 
 
@@ -72,6 +79,7 @@ def main() -> int:
         if job.pop("standby", False):
             _standby(space, job)
         else:
+            _check_device(device, job.pop("on_gpu", False))
             run_search(space, **job)
         # Said before the interpreter's exit, which takes a second with a backend loaded: the supervisor
         # hands the slot to the standby meanwhile.

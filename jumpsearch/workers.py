@@ -99,6 +99,7 @@ class _Worker:
     standby: _Process | None = None
     trained_at_start: int = 0
     crashes: int = 0
+    standby_died: bool = False  # this worker's standby stopped before its turn
 
 
 class _Supervisor:
@@ -158,6 +159,9 @@ class _Supervisor:
         """Fill the slot: with its standby where it has one still alive (it opened the study and read
         its trials while the last worker trained), else with a new process."""
         standby, slot.standby = slot.standby, None
+        slot.standby_died = False
+        if standby is not None and standby.error and standby.popen.poll() is None:  # failed, still exiting
+            standby.popen.kill()
         if standby is not None and standby.popen.poll() is None:
             slot.process = standby
             self._send(standby, {"timeout": timeout}, last=True)  # its turn
@@ -172,10 +176,10 @@ class _Supervisor:
         opens the study and reads its trials, then waits for its turn (``start``)."""
         if slot.standby is not None and slot.standby.popen.poll() is not None:
             self._gone(slot.standby)
-            slot.standby = None
-        if slot.standby is None:
+            slot.standby, slot.standby_died = None, True
+        if slot.standby is None and not slot.standby_died:  # one that died is not replaced until the next turn
             slot.standby = self.spawn(slot, standby=True)
-            self._send(slot.standby, {**self.job, "standby": True, "on_gpu": self.on_gpu}, last=False)
+            self._send(slot.standby, {**self.job, "standby": True}, last=False)
 
     def _gone(self, standby: _Process) -> None:
         status = self.reap(standby)
@@ -195,7 +199,7 @@ class _Supervisor:
         status = process.popen.wait()
         if process.reader is not None:
             process.reader.join(timeout=5)
-        if process.popen.stderr is not None:
+        if process.popen.stderr is not None and not (process.reader and process.reader.is_alive()):
             process.popen.stderr.close()
         return status
 
@@ -258,6 +262,7 @@ class _Supervisor:
             else:
                 self.write(line)
         process.ready.set()
+        self.wake.set()  # it is exiting: its slot may be refilled
 
     def signal_all(self, signum: int) -> None:
         for process in self.processes():
@@ -328,6 +333,7 @@ def run_workers(
             "heartbeat": heartbeat,
             "process_trials": recycle or None,
             "log_level": logging.getLogger("jumpsearch").getEffectiveLevel(),
+            "on_gpu": supervisor.on_gpu,  # a worker that starts later checks it sees a GPU too
         }
         if progress:
             bar = SearchBar(study, budget)
@@ -438,7 +444,8 @@ def _supervise(
 def _keep_standbys(supervisor: _Supervisor, study: optuna.Study, budget: int, recycle: int) -> bool:
     """Keep a standby for each worker that will be recycled before the budget is filled (the trials left
     beyond what the running workers train before their recycling, ``recycle`` per replacement), those
-    nearest their recycling first; stop the others (each would start only to be sent away). A standby
+    nearest their recycling first (and those that have one); stop the others (each would start only to be
+    sent away). A standby
     starts once its worker has trained a trial: not beside a new worker's first trial, whose trace would
     compete with its start-up for the cores. Returns whether a worker that needs one has yet to train its
     first trial (look again at the next poll)."""
@@ -449,7 +456,8 @@ def _keep_standbys(supervisor: _Supervisor, study: optuna.Study, budget: int, re
     share = sum(max(recycle - n, 0) for n in taken.values())
     beyond = budget - sum(counts_as_searched(t) for t in finished) - share
     replacements = min(len(busy), -(-beyond // recycle)) if beyond > 0 else 0
-    nearest = sorted(busy, key=lambda slot: -taken[id(slot)])[:replacements]
+    # Those holding a standby first (a look again must not move one to a slot that has just caught up).
+    nearest = sorted(busy, key=lambda slot: (slot.standby is None, -taken[id(slot)]))[:replacements]
     supervisor.dismiss([slot for slot in supervisor.slots if slot not in nearest])
     for slot in nearest:
         if taken[id(slot)]:

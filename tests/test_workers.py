@@ -18,8 +18,10 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState, create_trial
 
 from jumpsearch.cli import main
+from jumpsearch.errors import JumpsearchError
 from jumpsearch.records import is_stopped, trained
-from jumpsearch.study import worker_name
+from jumpsearch.space import load_space
+from jumpsearch.study import create_study, worker_name
 from jumpsearch.workers import _keep_standbys, _Process, _Supervisor, _Worker
 
 SPACE = """\
@@ -317,3 +319,71 @@ def test_a_standby_waits_until_its_worker_has_trained_a_trial():
     # Shares 1 + 2, 1 trained: 3 beyond, one replacement each; worker 2 has trained nothing yet.
     assert _keep_standbys(supervisor, study, budget=7, recycle=2) is True  # look again
     assert [slot.standby is not None for slot in slots] == [True, False]
+
+
+class _Pipe:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.closed = False
+
+    def write(self, text: str) -> None:
+        self.lines.append(text)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Popen:
+    """A worker process as the supervisor sees it: alive or exited, killed or not."""
+
+    def __init__(self, alive: bool = True) -> None:
+        self.alive, self.killed, self.pid = alive, False, 7
+        self.stdin, self.stderr = _Pipe(), None
+
+    def poll(self) -> int | None:
+        return None if self.alive else 0
+
+    def kill(self) -> None:
+        self.alive, self.killed = False, True
+
+    def wait(self) -> int:
+        return 0
+
+
+def test_a_slot_takes_its_standby_unless_it_failed_and_a_dead_one_waits_for_the_next_turn(monkeypatch):
+    supervisor = _Supervisor([_Worker(None)])
+    supervisor.job = {"space": {"name": "s"}}
+    fresh: list[_Process] = []
+    monkeypatch.setattr(supervisor, "spawn", lambda slot, standby=False: fresh.append(_Process(_Popen())) or fresh[-1])
+    (slot,) = supervisor.slots
+    slot.standby = ready = _Process(_Popen())
+    supervisor.start(slot, 5.0)
+    assert slot.process is ready and slot.standby is None and not fresh
+    assert ready.popen.stdin.lines == ['{"timeout": 5.0}\n'] and ready.popen.stdin.closed  # its turn
+    slot.standby = failed = _Process(_Popen(), error="storage sqlite:///x.db: unreachable")  # still exiting
+    supervisor.start(slot, None)
+    assert failed.popen.killed and slot.process is fresh[0]  # a new process meets whatever stopped it
+    assert '"timeout": null' in fresh[0].popen.stdin.lines[0] and '"space"' in fresh[0].popen.stdin.lines[0]
+    slot.standby = _Process(_Popen(alive=False))  # died before its turn
+    supervisor.prepare(slot)
+    supervisor.prepare(slot)
+    assert slot.standby is None and len(fresh) == 1  # not replaced over and over during this turn
+    supervisor.start(slot, None)
+    supervisor.prepare(slot)
+    assert slot.standby is fresh[-1] and len(fresh) == 3  # the next turn has one again
+
+
+def test_a_standby_loads_the_study_and_writes_nothing(tmp_path, write_space):
+    space = load_space(write_space(SPACE.format(name="quiet", epochs=1, steps=2)))
+    journal = tmp_path / "quiet.log"
+    with pytest.raises(JumpsearchError, match="study 'quiet' in .*: not found"):
+        create_study(space, str(journal), load_only=True)
+    create_study(space, str(journal))
+    size = journal.stat().st_size
+    study = create_study(space, str(journal), load_only=True)
+    assert study.study_name == "quiet" and journal.stat().st_size == size
+    create_study(space, str(journal))  # a create, even of a study that exists, appends to the journal
+    assert journal.stat().st_size > size
