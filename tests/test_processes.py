@@ -358,8 +358,9 @@ def test_two_processes_on_one_study_train_distinct_configurations(tmp_path, writ
 
 def test_a_recycled_worker_is_replaced_by_a_standby_that_read_the_study_before_its_turn(tmp_path, write_space):
     """One worker recycled after two trials, four trials: once the first has trained, a standby starts,
-    opens the study and reads its trials; the second half of the budget is its turn."""
-    space = write_space(space_text(name="recycle"))
+    opens the study and reads its trials; the second half of the budget is its turn. Trials of 80 steps:
+    the supervisor, which looks every half second, sees the first trained well before the second ends."""
+    space = write_space(space_text(name="recycle", epochs=2, steps=40))
     result = jumpsearch("-v", "run", "--space", str(space), "--trials", "4", "--recycle", "2", "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "jumpsearch: error" not in result.stderr, result.stderr
