@@ -1,5 +1,6 @@
-"""Benchmarks of a trial's fixed costs, training throughput, counting and the digits search (in one
-process, and with its worker replaced every 5 trials; every 2 with --quick).
+"""Benchmarks of a trial's fixed costs, what TensorFlow costs for each new network, training throughput,
+counting and the digits search (in one process, and with its worker replaced every 5 trials; every 2
+with --quick).
 
     .venv/bin/python benchmarks/bench.py            # all of it, about 10 minutes on 2 CPU cores
     .venv/bin/python benchmarks/bench.py --quick    # fewer repetitions and trials
@@ -11,6 +12,7 @@ Timings live here, never in the test suite.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -217,6 +219,15 @@ def recycled_search(trials: int, recycle: int, seed: int = 0) -> dict:
             "between_workers": [round(b, 2) for b in between]}  # fmt: skip
 
 
+def stopping_space(space_file: str) -> Any:
+    """A shipped space under ``asha`` from epoch 1 and random sampling: most trials stop at epoch 1."""
+    from jumpsearch.space import read_yaml, space_from_dict
+
+    raw = read_yaml(ROOT / "search_spaces" / space_file)
+    raw.update(schedule={"name": "asha", "min_epochs": 1}, sampler={"name": "random"})
+    return space_from_dict(raw, f"{space_file} with asha from epoch 1, random sampling")
+
+
 def stopped_trials(trials: int, space_file: str = "digits.yaml", data_dir: str | None = None) -> dict:
     """Where the seconds of a trial stopped at its first rung go, on the search's own path: the digits
     space (or ``space_file`` of ``search_spaces``, its data in ``data_dir``) under ``asha`` from epoch 1,
@@ -230,11 +241,8 @@ def stopped_trials(trials: int, space_file: str = "digits.yaml", data_dir: str |
     import sqlalchemy
 
     from jumpsearch.records import is_stopped
-    from jumpsearch.space import read_yaml, space_from_dict
 
-    raw = read_yaml(ROOT / "search_spaces" / space_file)
-    raw.update(schedule={"name": "asha", "min_epochs": 1}, sampler={"name": "random"})
-    space = space_from_dict(raw, f"{space_file} with asha from epoch 1, random sampling")
+    space = stopping_space(space_file)
     writing: set[int] = set()  # connections inside a transaction that wrote
     writes = [0]
 
@@ -277,6 +285,75 @@ def stopped_trials(trials: int, space_file: str = "digits.yaml", data_dir: str |
     return {"trials": len(study.trials), "stopped_at_1": len(rows), "median_seconds": medians,
             "writes_per_trial": round(writes[0] / len(study.trials), 1),
             "search_seconds": round(search_seconds, 1)}  # fmt: skip
+
+
+# Operations a train step cannot do without, per operation of these kinds in its graph: the forward
+# kernel and its gradients with respect to the input and the weights (a convolution), or to the input
+# (batch normalization's kernel, ReLU). A dense layer's gradients are MatMuls too: each counts once.
+# Additions, concatenations, pooling and the loss are left out, so the count is a lower bound.
+NEEDED_PER_KERNEL = {"Conv2D": 3, "FusedBatchNorm": 2, "Relu": 2, "MatMul": 1}
+
+
+def new_graphs(networks: int) -> dict:
+    """What TensorFlow itself costs for each new network's train step, against the overhead goal's budget:
+    a stopped one-epoch trial within 1.3 times its time in training steps leaves 0.3 times the epoch (at
+    the steady per-step rate) for everything else. The digits points of a random search, which also warms
+    the process as a search does, each built and compiled as a trial is; per network: the operations of
+    its train step's graph, the trace (building that graph; TensorFlow's op creation is most of it), the
+    first call's seconds beyond a later step (TensorFlow's graph optimizer and kernel set-up), a later
+    step, the build (the network, and the optimizer's variables), and a floor on any train step's trace
+    for that network: the operations it cannot do without (``NEEDED_PER_KERNEL``, and a read and an
+    update per trained variable) at the seconds per operation measured. Seconds; ``over_budget`` counts
+    the networks where that part alone exceeds the budget."""
+    from collections import Counter
+
+    from jumpsearch.study import long_lived_frozen
+    from jumpsearch.training import _tensorflow_examples, steps_per_epoch
+
+    space = stopping_space("digits.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        study = run_search(space, trials=networks, storage=f"sqlite:///{tmp}/graphs.db")
+    data = load_dataset(space.data)
+    configs = {json.dumps(t.user_attrs["config"], sort_keys=True) for t in study.trials if "config" in t.user_attrs}
+    rows = []
+    with long_lived_frozen():  # as in a search: no full collection walks the backend's modules
+        for config in sorted(configs):
+            candidate = Candidate.from_json(config)
+            keras.backend.clear_session(free_memory=False)
+            gc.collect()  # as Optuna does after each trial
+            start = time.perf_counter()
+            model = build_model(candidate.model, fused=True)
+            model.compile(make_optimizer(candidate.training, fused=True), "sparse_categorical_crossentropy")
+            model.optimizer.build(model.trainable_variables)
+            build = time.perf_counter() - start
+            batches = iter(_tensorflow_examples(data, candidate.training.batch_size, seed=0))
+            step = tf.function(model.train_step, autograph=False)
+            batch = next(batches)
+            start = time.perf_counter()
+            traced = step.get_concrete_function(batch)
+            trace = time.perf_counter() - start
+            start = time.perf_counter()
+            traced(batch)
+            first = time.perf_counter() - start
+            later = []
+            steps = steps_per_epoch(candidate.training, data)
+            for _ in range(steps - 1):
+                batch = next(batches)
+                start = time.perf_counter()
+                traced(batch)
+                later.append(time.perf_counter() - start)
+            per_step = statistics.median(later)
+            kinds = Counter(op.type for op in traced.graph.get_operations())
+            ops = sum(kinds.values())
+            needed = sum(n * kinds[k] for k, n in NEEDED_PER_KERNEL.items()) + 2 * len(model.trainable_variables)
+            rows.append({
+                "ops": ops, "needed_ops": needed, "build": build, "trace": trace, "first_call": first - per_step,
+                "step": per_step, "needed_trace": needed * trace / ops, "budget": 0.3 * steps * per_step,
+            })  # fmt: skip
+            del model, step, traced, batches  # as a trial's end: nothing of this network outlives it
+    medians = {k: round(statistics.median(r[k] for r in rows), 4) for k in rows[0]}
+    over = {k: sum(r[k] > r["budget"] for r in rows) for k in ("build", "trace", "first_call", "needed_trace")}
+    return {"networks": len(rows), "median": medians, "over_budget": over}
 
 
 def main() -> None:
@@ -328,6 +405,8 @@ def main() -> None:
     print(json.dumps(report["fixed_costs"]), flush=True)
     report["counting"] = counting(repeats)
     print(json.dumps(report["counting"]), flush=True)
+    report["new_graphs"] = new_graphs(trials)
+    print(json.dumps(report["new_graphs"]), flush=True)
     report["stopped_trials"] = stopped_trials(20)
     print(json.dumps(report["stopped_trials"]), flush=True)
     report["digits_search"] = digits_search(trials)
