@@ -626,8 +626,9 @@ def _open_search(
     study = create_study(space, storage, study_name, seed, heartbeat, data, load_only)
     if load_only:
         return study, data
-    if data_dir is not None and study.user_attrs.get("data_dir") != str(Path(data_dir).resolve()):
-        study.set_user_attr("data_dir", str(Path(data_dir).resolve()))  # for an export of this study to train on
+    where = None if data_dir is None else str(Path(data_dir).resolve())  # for an export of this study to train on
+    if where is not None and study.user_attrs.get("data_dir") != where:
+        study.set_user_attr("data_dir", where)
     return study, data
 
 
